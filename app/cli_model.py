@@ -1,0 +1,233 @@
+"""`hearth inspect` and `hearth estimate`: what a GGUF is, and what loading it costs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from app.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE
+from app.engine import gguf_info, hardware, memory, settings
+from app.engine.gguf_info import GGUFInfo, Problem, human_bytes
+
+
+def configure_inspect(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="a .gguf file (the first part of a split model)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    result = gguf_info.inspect(args.file)
+    if args.json:
+        out = {
+            "path": result.path,
+            "usable": result.usable,
+            "info": result.info.describe() if result.info else None,
+            "problems": [_problem_dict(p) for p in result.problems],
+        }
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        if result.info is not None:
+            print(format_info(result.info))
+        print_problems(result.problems)
+        if result.usable:
+            print("\nUsable: yes")
+    return EXIT_OK if result.usable else EXIT_FAIL
+
+
+def _problem_dict(p: Problem) -> dict[str, Any]:
+    return {"severity": p.severity, "code": p.code, "field": p.field, "message": p.message}
+
+
+def print_problems(problems: tuple[Problem, ...] | list[Problem], file=None) -> None:
+    """One line per problem, errors first, to stderr for errors."""
+    for p in sorted(problems, key=lambda p: not p.is_error):
+        print(f"{'error' if p.is_error else 'warning'}: {p.message}", file=file or sys.stderr)
+
+
+def format_info(info: GGUFInfo) -> str:
+    """The metadata as aligned text, the way the model card shows it."""
+    d = info.describe()
+    kv_heads = d["n_head_kv"]
+    rows = [
+        ("File", info.path),
+        ("Name", info.name or "(none)"),
+        ("Architecture", info.architecture),
+        ("Parameters", _params(info.n_params)),
+        ("Quantization", info.file_type_name),
+        ("Tensor types", ", ".join(f"{k} {human_bytes(v)}" for k, v in info.quant_mix.items())),
+        ("File size", f"{human_bytes(info.file_size)} ({info.file_size:,} bytes)"),
+        ("Layers", str(info.n_layers)),
+        ("Embedding", str(info.n_embd)),
+        ("Heads", f"{info.n_head} (KV heads {kv_heads})"),
+        ("Head size", f"K {info.head_dim_k}, V {info.head_dim_v}"),
+        ("Trained context", f"{info.n_ctx_train:,}"),
+        ("RoPE", _rope(info)),
+        ("Sliding window", _swa(info)),
+        ("Vocabulary", f"{info.vocab_size:,} ({info.tokenizer_model or '?'}"
+                       + (f", {info.tokenizer_pre}" if info.tokenizer_pre else "") + ")"),
+        ("BOS / EOS", f"{info.bos_token_id} / {info.eos_token_id}"),
+        ("Chat template", "yes" if info.chat_template else "none (raw completion only)"),
+        ("Tensors", f"{info.n_tensors} ({human_bytes(info.tensor_bytes)})"),
+        ("GGUF version", str(info.version)),
+    ]  # fmt: skip
+    if info.split:
+        rows.append(("Split", f"{info.split.count} files"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _params(n: int) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit} ({n:,})"
+    return str(n)
+
+
+def _rope(info: GGUFInfo) -> str:
+    parts = [f"base {info.rope_freq_base:g}" if info.rope_freq_base else "base default"]
+    if info.rope_scaling_type and info.rope_scaling_type != "none":
+        parts.append(f"scaling {info.rope_scaling_type} x{info.rope_scaling_factor or 1:g}")
+    return ", ".join(parts)
+
+
+def _swa(info: GGUFInfo) -> str:
+    if not info.sliding_window:
+        return "none"
+    return f"{info.sliding_window:,} tokens on {info.n_swa_layers} of {info.n_layers} layers"
+
+
+# --- estimate ------------------------------------------------------------------------------
+
+
+def configure_estimate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="a .gguf file (the first part of a split model)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument(
+        "--ram-free", type=_size, default=None, metavar="SIZE",
+        help="pretend this much RAM is free (e.g. 16G) instead of reading it",
+    )  # fmt: skip
+    parser.add_argument(
+        "--vram-free", type=lambda s: [_size(x) for x in s.split(",")], default=None,
+        metavar="SIZE[,SIZE]", help="pretend these GPUs with this much free memory",
+    )  # fmt: skip
+    settings.add_arguments(parser, settings.LoadSettings, "load settings")
+
+
+def _size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 16G or 512M") from None
+
+
+def run_estimate(args: argparse.Namespace) -> int:
+    result = gguf_info.inspect(args.file)
+    if result.info is None:
+        print_problems(result.problems)
+        return EXIT_FAIL
+    info = result.info
+    load = settings.from_args(settings.LoadSettings, args)
+    ram = hardware.ram()
+    available = args.ram_free if args.ram_free is not None else ram.available
+    total = max(ram.total, available)
+    gpu_free = (
+        args.vram_free if args.vram_free is not None else [g.free for g in hardware.offload_gpus()]
+    )
+
+    problems = list(result.problems) + settings.validate(load, info)
+    bad_settings = any(p.is_error for p in problems if p.field)
+    est = memory.estimate(info, load, gpu_free)
+    verdict = memory.fit(info, load, available, total, gpu_free)
+    table = memory.kv_table(info, load, available, gpu_free)
+
+    if args.json:
+        print(
+            json.dumps(_estimate_json(est, verdict, table, problems, available, gpu_free), indent=2)
+        )
+    else:
+        print(format_estimate(info, est, verdict, table, available, gpu_free))
+        print_problems(problems)
+    if bad_settings:
+        return EXIT_USAGE
+    return EXIT_OK if result.usable and verdict.verdict != "no" else EXIT_FAIL
+
+
+def format_estimate(
+    info: GGUFInfo,
+    est: memory.Estimate,
+    verdict: memory.Fit,
+    table: list[memory.KVRow],
+    available: int,
+    gpu_free: list[int],
+) -> str:
+    s = est.settings
+    lines = [
+        f"{info.name or info.path} — {info.architecture}, {info.file_type_name}, "
+        f"{human_bytes(info.file_size)}",
+        f"Settings: {s.summary()}, batch {s.n_batch}/{s.n_ubatch}, "
+        f"GPU layers {est.n_gpu_layers} of {info.n_layers + 1}",
+        "",
+        f"{'device':<8}{'weights':>12}{'KV cache':>12}{'compute':>12}{'overhead':>12}{'total':>12}{'free':>12}",
+    ]
+    frees = [available, *gpu_free]
+    for d, free in zip(est.devices, frees, strict=False):
+        lines.append(
+            f"{d.device:<8}{human_bytes(d.weights):>12}{human_bytes(d.kv):>12}"
+            f"{human_bytes(d.compute):>12}{human_bytes(d.overhead):>12}{human_bytes(d.total):>12}"
+            f"{human_bytes(free):>12}"
+        )
+    lines += [
+        f"KV cache: K ({s.type_k}) {human_bytes(est.kv_k)} + V ({s.type_v}) {human_bytes(est.kv_v)}",
+        "",
+        verdict.message,
+        "",
+        f"KV cache at context {s.n_ctx:,}, and the largest context that fits:",
+        f"{'K = V type':<14}{'KV cache':>12}{'largest context':>18}",
+    ]
+    for row in table:
+        name = row.kv_type + (" (FA)" if row.flash_attn else "")
+        largest = f"{row.largest_context:,}" if row.largest_context else "none"
+        if info.n_ctx_train and row.largest_context >= info.n_ctx_train:
+            largest += " (trained max)"
+        lines.append(f"{name:<14}{human_bytes(row.kv_bytes):>12}{largest:>18}")
+    return "\n".join(lines)
+
+
+def _estimate_json(est, verdict, table, problems, available, gpu_free) -> dict[str, Any]:
+    return {
+        "settings": settings.to_dict(est.settings),
+        "n_gpu_layers": est.n_gpu_layers,
+        "kv_k": est.kv_k,
+        "kv_v": est.kv_v,
+        "devices": [
+            {
+                "device": d.device,
+                "weights": d.weights,
+                "kv": d.kv,
+                "compute": d.compute,
+                "overhead": d.overhead,
+                "total": d.total,
+            }
+            for d in est.devices
+        ],
+        "free": {"ram": available, "gpus": gpu_free},
+        "verdict": verdict.verdict,
+        "message": verdict.message,
+        "max_gpu_layers": verdict.n_gpu_layers,
+        "kv_table": [
+            {
+                "kv_type": r.kv_type,
+                "flash_attn": r.flash_attn,
+                "kv_bytes": r.kv_bytes,
+                "largest_context": r.largest_context,
+            }
+            for r in table
+        ],
+        "problems": [_problem_dict(p) for p in problems],
+    }

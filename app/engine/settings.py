@@ -1,0 +1,529 @@
+"""Load and sampling settings: each one declared once, with its default, range and meaning.
+
+`LoadSettings` and `SamplingSettings` are frozen dataclasses whose fields carry an `Option`
+in their metadata. That one declaration drives everything else: `validate()` checks ranges
+and choices from it, the settings panel builds its widgets from it, and the CLI's flags
+(named as llama.cpp names them: -c, -ngl, -ctk, -ctv, -fa, ...) are generated from it.
+
+`validate(settings, info)` returns every problem as a sentence a user can act on, tied to
+the field it concerns. No KV cache type id reaches llama.cpp unless it passed validation:
+an invalid id aborts the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+from app.engine.ggml_types import GGML_TYPE_BY_NAME
+from app.engine.gguf_info import Problem
+
+if TYPE_CHECKING:
+    from app.engine.gguf_info import GGUFInfo
+
+# KV cache types llama.cpp accepts, in the order the UI lists them (most precise first).
+KV_TYPES: tuple[str, ...] = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
+QUANTIZED_KV_TYPES = frozenset(KV_TYPES) - {"f32", "f16", "bf16"}
+CTX_ALIGN = 256  # llama.cpp rounds n_ctx up to a multiple of this
+MAX_CTX = 1 << 21
+
+
+def kv_type_id(name: str) -> int:
+    """The ggml type id llama.cpp expects for a KV cache type name (validated first)."""
+    if name not in KV_TYPES:
+        raise ValueError(f"unknown KV cache type {name!r}")
+    return GGML_TYPE_BY_NAME[name].id
+
+
+def kv_block_size(name: str) -> int:
+    return GGML_TYPE_BY_NAME[name].block_size
+
+
+def kv_bytes_per_element(name: str) -> float:
+    t = GGML_TYPE_BY_NAME[name]
+    return t.type_size / t.block_size
+
+
+@dataclass(frozen=True)
+class Option:
+    """The declaration of one setting."""
+
+    label: str
+    description: str
+    group: str
+    flags: tuple[str, ...] = ()  # CLI flags; the first long one names the option
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    special: dict[Any, str] = field(default_factory=dict)  # value -> what it means ("auto")
+    step: float | None = None
+    unit: str = ""
+
+
+def _opt(default: Any, /, **kw: Any) -> Any:
+    return field(default=default, metadata={"option": Option(**kw)})
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """How llama.cpp loads a model and builds its context. Changing one means a reload."""
+
+    n_ctx: int = _opt(
+        4096, label="Context length", group="Context", flags=("-c", "--ctx-size"),
+        minimum=CTX_ALIGN, maximum=MAX_CTX, step=CTX_ALIGN, unit="tokens",
+        description="Tokens the model can see at once: system prompt, history and reply. "
+        "Memory for the KV cache grows with it.",
+    )  # fmt: skip
+    type_k: str = _opt(
+        "f16", label="K cache type", group="Context", flags=("-ctk", "--cache-type-k"),
+        choices=KV_TYPES,
+        description="Precision of the attention keys kept for every token. q8_0 halves the "
+        "memory of f16 with little loss; q4_0 quarters it.",
+    )  # fmt: skip
+    type_v: str = _opt(
+        "f16", label="V cache type", group="Context", flags=("-ctv", "--cache-type-v"),
+        choices=KV_TYPES,
+        description="Precision of the attention values kept for every token. A quantized V "
+        "cache needs flash attention.",
+    )  # fmt: skip
+    flash_attn: bool = _opt(
+        False, label="Flash attention", group="Context", flags=("-fa", "--flash-attn"),
+        description="Compute attention without materialising the full score matrix: less "
+        "memory at long contexts, and required for a quantized V cache.",
+    )  # fmt: skip
+    swa_full: bool = _opt(
+        True, label="Full-size SWA cache", group="Context", flags=("--swa-full",),
+        description="Give sliding-window layers a cache as long as the context (llama.cpp's "
+        "default). Off saves much of the KV memory of models like Gemma, but a chat's earlier "
+        "turns are then re-read more often.",
+    )  # fmt: skip
+    n_gpu_layers: int = _opt(
+        -1, label="GPU layers", group="Offload", flags=("-ngl", "--n-gpu-layers"),
+        minimum=-1, maximum=1000, special={-1: "all"},
+        description="How many of the model's layers live in GPU memory (-1: all). The rest "
+        "run on the CPU from system RAM. Ignored without a GPU build.",
+    )  # fmt: skip
+    offload_kqv: bool = _opt(
+        True, label="KV cache on GPU", group="Offload", flags=("--offload-kqv",),
+        description="Keep the KV cache of offloaded layers in GPU memory too.",
+    )  # fmt: skip
+    n_batch: int = _opt(
+        512, label="Batch size", group="Performance", flags=("-b", "--batch-size"),
+        minimum=1, maximum=65536, step=64, unit="tokens",
+        description="Most prompt tokens handed to llama.cpp in one call.",
+    )  # fmt: skip
+    n_ubatch: int = _opt(
+        512, label="Micro-batch size", group="Performance", flags=("-ub", "--ubatch-size"),
+        minimum=1, maximum=65536, step=64, unit="tokens",
+        description="Tokens computed together; the compute buffer grows with it.",
+    )  # fmt: skip
+    n_threads: int = _opt(
+        0, label="Threads", group="Performance", flags=("-t", "--threads"),
+        minimum=0, maximum=1024, special={0: "auto"},
+        description="CPU threads for generating tokens (0: one per physical core).",
+    )  # fmt: skip
+    n_threads_batch: int = _opt(
+        0, label="Prompt threads", group="Performance", flags=("-tb", "--threads-batch"),
+        minimum=0, maximum=1024, special={0: "auto"},
+        description="CPU threads for reading the prompt (0: one per logical core).",
+    )  # fmt: skip
+    use_mmap: bool = _opt(
+        True, label="Memory-map the file", group="Memory", flags=("--mmap",),
+        description="Map the model file instead of reading it into memory: faster loads, "
+        "and the OS can share and evict the pages.",
+    )  # fmt: skip
+    use_mlock: bool = _opt(
+        False, label="Lock in RAM", group="Memory", flags=("--mlock",),
+        description="Keep the whole model in RAM so the OS never swaps it out.",
+    )  # fmt: skip
+    seed: int = _opt(
+        -1, label="Seed", group="Advanced", flags=("-s", "--seed"),
+        minimum=-1, maximum=0xFFFFFFFF, special={-1: "random"},
+        description="Seed of the context's random number generator (-1: random).",
+    )  # fmt: skip
+    rope_freq_base: float = _opt(
+        0.0, label="RoPE base", group="Advanced", flags=("--rope-freq-base",),
+        minimum=0.0, maximum=1e9, special={0.0: "from model"},
+        description="RoPE base frequency (0: the model's own).",
+    )  # fmt: skip
+    rope_freq_scale: float = _opt(
+        0.0, label="RoPE scale", group="Advanced", flags=("--rope-freq-scale",),
+        minimum=0.0, maximum=1.0, step=0.05, special={0.0: "from model"},
+        description="RoPE frequency scale: 0.5 stretches the trained context to twice its "
+        "length (0: the model's own).",
+    )  # fmt: skip
+
+    def normalized(self) -> LoadSettings:
+        """The settings llama.cpp will actually use: n_ctx rounded up to a multiple of 256,
+        batch at most the context and micro-batch at most the batch."""
+        n_ctx = max(CTX_ALIGN, -(-self.n_ctx // CTX_ALIGN) * CTX_ALIGN)
+        n_batch = min(self.n_batch, n_ctx)
+        return dataclasses.replace(
+            self, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=min(self.n_ubatch, n_batch)
+        )
+
+    def summary(self) -> str:
+        """A short description for status bars and logs: 'n_ctx 8192, KV q8_0/q8_0, FA'."""
+        fa = ", FA" if self.flash_attn else ""
+        return f"n_ctx {self.n_ctx}, KV {self.type_k}/{self.type_v}{fa}"
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How each reply is sampled. Takes effect on the next message; no reload."""
+
+    temperature: float = _opt(
+        0.8, label="Temperature", group="Sampling", flags=("--temp",),
+        minimum=0.0, maximum=5.0, step=0.05,
+        description="Randomness of the reply: 0 always picks the likeliest token.",
+    )  # fmt: skip
+    top_k: int = _opt(
+        40, label="Top-k", group="Sampling", flags=("--top-k",),
+        minimum=0, maximum=100000, special={0: "off"},
+        description="Sample only from the k likeliest tokens (0: off).",
+    )  # fmt: skip
+    top_p: float = _opt(
+        0.95, label="Top-p", group="Sampling", flags=("--top-p",),
+        minimum=0.0, maximum=1.0, step=0.01,
+        description="Sample from the likeliest tokens that together hold this probability.",
+    )  # fmt: skip
+    min_p: float = _opt(
+        0.05, label="Min-p", group="Sampling", flags=("--min-p",),
+        minimum=0.0, maximum=1.0, step=0.01,
+        description="Drop tokens less likely than this fraction of the likeliest one.",
+    )  # fmt: skip
+    repeat_penalty: float = _opt(
+        1.0, label="Repeat penalty", group="Sampling", flags=("--repeat-penalty",),
+        minimum=0.0, maximum=5.0, step=0.05,
+        description="Discourage repeating recent tokens (1: off).",
+    )  # fmt: skip
+    presence_penalty: float = _opt(
+        0.0, label="Presence penalty", group="Sampling", flags=("--presence-penalty",),
+        minimum=-2.0, maximum=2.0, step=0.1,
+        description="Discourage any token that already appeared.",
+    )  # fmt: skip
+    frequency_penalty: float = _opt(
+        0.0, label="Frequency penalty", group="Sampling", flags=("--frequency-penalty",),
+        minimum=-2.0, maximum=2.0, step=0.1,
+        description="Discourage tokens in proportion to how often they appeared.",
+    )  # fmt: skip
+    max_tokens: int = _opt(
+        2048, label="Max reply tokens", group="Sampling", flags=("-n", "--max-tokens"),
+        minimum=0, maximum=MAX_CTX, special={0: "until the context is full"},
+        description="Stop the reply after this many tokens (0: until the context is full).",
+    )  # fmt: skip
+    seed: int = _opt(
+        -1, label="Sampling seed", group="Sampling", flags=("--sampling-seed",),
+        minimum=-1, maximum=0xFFFFFFFF, special={-1: "random"},
+        description="Seed for sampling; a fixed seed repeats the same reply (-1: random).",
+    )  # fmt: skip
+    stop: tuple[str, ...] = _opt(
+        (), label="Stop strings", group="Sampling", flags=("--stop",),
+        description="End the reply when the model writes one of these strings.",
+    )  # fmt: skip
+    system_prompt: str = _opt(
+        "", label="System prompt", group="Prompt", flags=("--system",),
+        description="Instructions the model sees before the conversation.",
+    )  # fmt: skip
+
+
+def option(cls: type, name: str) -> Option:
+    """The declaration of field `name` of LoadSettings or SamplingSettings."""
+    return next(f.metadata["option"] for f in fields(cls) if f.name == name)
+
+
+def options(cls: type) -> list[tuple[str, Any, Option]]:
+    """(name, default, Option) for every field of a settings class, in declaration order."""
+    return [(f.name, f.default, f.metadata["option"]) for f in fields(cls)]
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> tuple[Any, list[Problem]]:
+    """Build settings from a dict (a preset file, the CLI), keeping defaults for bad values.
+
+    Unknown names and values of the wrong type are reported, never silently dropped.
+    """
+    problems: list[Problem] = []
+    kwargs: dict[str, Any] = {}
+    known = {f.name: f for f in fields(cls)}
+    for key, value in data.items():
+        if key not in known:
+            problems.append(Problem("warning", f"Unknown setting '{key}' ignored.", "unknown", key))
+            continue
+        try:
+            kwargs[key] = _coerce(known[key].default, value)
+        except (TypeError, ValueError):
+            label = known[key].metadata["option"].label
+            problems.append(
+                Problem("error", f"{label}: {value!r} is not a valid value.", "type", key)
+            )
+    return cls(**kwargs), problems
+
+
+def to_dict(settings: Any) -> dict[str, Any]:
+    """Plain JSON-able dict of every field."""
+    d = dataclasses.asdict(settings)
+    for k, v in d.items():
+        if isinstance(v, tuple):
+            d[k] = list(v)
+    return d
+
+
+def _coerce(default: Any, value: Any) -> Any:
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in (
+            "1",
+            "true",
+            "on",
+            "yes",
+            "0",
+            "false",
+            "off",
+            "no",
+        ):
+            return value.lower() in ("1", "true", "on", "yes")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise TypeError
+    if isinstance(default, int):
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise TypeError
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, bool):
+            raise TypeError
+        return float(value)
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            return (value,)
+        return tuple(str(v) for v in value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise TypeError
+        return value
+    return value
+
+
+def _range_problems(settings: Any) -> list[Problem]:
+    problems = []
+    for name, _, opt in options(type(settings)):
+        value = getattr(settings, name)
+        if opt.choices is not None and value not in opt.choices:
+            problems.append(Problem(
+                "error",
+                f"{opt.label}: '{value}' is not a known type; choose one of {', '.join(opt.choices)}.",
+                "unknown_choice", name,
+            ))  # fmt: skip
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            if value in opt.special:
+                continue
+            if value != value:  # NaN
+                problems.append(Problem("error", f"{opt.label} is not a number.", "range", name))
+            elif opt.minimum is not None and value < opt.minimum:
+                problems.append(Problem(
+                    "error", f"{opt.label} is {value}; it must be at least {_fmt(opt.minimum)}.",
+                    "range", name,
+                ))  # fmt: skip
+            elif opt.maximum is not None and value > opt.maximum:
+                problems.append(Problem(
+                    "error", f"{opt.label} is {value}; it can be at most {_fmt(opt.maximum)}.",
+                    "range", name,
+                ))  # fmt: skip
+    return problems
+
+
+def _fmt(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+
+def validate(
+    settings: LoadSettings,
+    info: GGUFInfo | None = None,
+    available_bytes: int | None = None,
+    total_bytes: int | None = None,
+    vram_bytes: list[int] | None = None,
+) -> list[Problem]:
+    """Every problem with these load settings (for this model, on this machine).
+
+    available_bytes / total_bytes: free and total system RAM; vram_bytes: free memory per
+    GPU (the memory checks are skipped when these are None). Errors stop a load; warnings
+    say what llama.cpp will do differently from what was asked.
+    """
+    problems = _range_problems(settings)
+    bad_types = {p.field for p in problems if p.code == "unknown_choice"}
+
+    for which, name in (("V", settings.type_v), ("K", settings.type_k)):
+        fname = "type_" + which.lower()
+        if fname in bad_types:
+            continue
+        if which == "V" and name in QUANTIZED_KV_TYPES and not settings.flash_attn:
+            problems.append(Problem(
+                "error",
+                f"A quantized V cache ({name}) needs flash attention: turn flash attention "
+                "on, or use an f16 V cache.",
+                "v_needs_flash_attn", "type_v",
+            ))  # fmt: skip
+        if info is not None and name in QUANTIZED_KV_TYPES:
+            head = info.head_dim_k if which == "K" else info.head_dim_v
+            block = kv_block_size(name)
+            if head % block:
+                problems.append(Problem(
+                    "error",
+                    f"{which} cache type {name} stores values in blocks of {block}, which do not "
+                    f"divide this model's {which} head size of {head}; use f16, bf16 or f32.",
+                    "kv_block_size", fname,
+                ))  # fmt: skip
+
+    if (
+        settings.n_ctx >= CTX_ALIGN
+        and settings.n_ctx % CTX_ALIGN
+        and "n_ctx" not in _fields(problems)
+    ):
+        rounded = settings.normalized().n_ctx
+        problems.append(Problem(
+            "warning",
+            f"Context {settings.n_ctx:,} will be rounded up to {rounded:,} (llama.cpp uses "
+            f"multiples of {CTX_ALIGN}).",
+            "ctx_rounded", "n_ctx",
+        ))  # fmt: skip
+    if settings.n_batch > settings.n_ctx and "n_batch" not in _fields(problems):
+        problems.append(Problem(
+            "warning",
+            f"Batch size {settings.n_batch:,} is larger than the context; it will be "
+            f"{settings.normalized().n_batch:,}.",
+            "batch_gt_ctx", "n_batch",
+        ))  # fmt: skip
+    if settings.n_ubatch > settings.n_batch and "n_ubatch" not in _fields(problems):
+        problems.append(Problem(
+            "warning",
+            f"Micro-batch size {settings.n_ubatch:,} is larger than the batch size "
+            f"{settings.n_batch:,}; it will be {settings.normalized().n_ubatch:,}.",
+            "ubatch_gt_batch", "n_ubatch",
+        ))  # fmt: skip
+    if settings.use_mlock and not settings.use_mmap:
+        pass  # valid: the whole file is read and locked
+    if info is not None:
+        problems += _model_problems(settings, info)
+        if available_bytes is not None and not any(p.is_error for p in problems):
+            problems += _memory_problems(settings, info, available_bytes, total_bytes, vram_bytes)
+    return problems
+
+
+def _fields(problems: list[Problem]) -> set[str | None]:
+    return {p.field for p in problems}
+
+
+def _model_problems(settings: LoadSettings, info: GGUFInfo) -> list[Problem]:
+    problems = []
+    n_ctx = settings.normalized().n_ctx
+    if info.n_ctx_train and n_ctx > info.n_ctx_train:
+        scaled = settings.rope_freq_scale not in (0.0, 1.0) or (
+            info.rope_scaling_type not in (None, "none") and (info.rope_scaling_factor or 1) > 1
+        )
+        if not scaled:
+            factor = info.n_ctx_train / n_ctx
+            problems.append(Problem(
+                "warning",
+                f"Context {n_ctx:,} is beyond the {info.n_ctx_train:,} tokens this model was "
+                f"trained on; without RoPE scaling, replies degrade past {info.n_ctx_train:,} "
+                f"tokens. Lower the context, or set RoPE scale to {factor:.2g}.",
+                "ctx_beyond_training", "n_ctx",
+            ))  # fmt: skip
+    if settings.n_gpu_layers > info.n_layers + 1:
+        problems.append(Problem(
+            "warning",
+            f"GPU layers {settings.n_gpu_layers} is more than the model's {info.n_layers} "
+            "layers (+ output); all of them will be offloaded.",
+            "ngl_gt_layers", "n_gpu_layers",
+        ))  # fmt: skip
+    return problems
+
+
+def _memory_problems(
+    settings: LoadSettings,
+    info: GGUFInfo,
+    available: int,
+    total: int | None,
+    vram: list[int] | None,
+) -> list[Problem]:
+    from app.engine import memory
+    from app.engine.gguf_info import human_bytes
+
+    est = memory.estimate(info, settings, gpu_free=vram or [])
+    need = est.host_bytes
+    if need <= available:
+        return []
+    best = memory.largest_context(info, settings, available, gpu_free=vram or [])
+    hint = (
+        f" The largest context that fits with {settings.type_k}/{settings.type_v} KV is {best:,}."
+        if best
+        else " Even the smallest context does not fit: the weights alone are too big."
+    )
+    too_big = total is not None and need > total
+    return [Problem(
+        "error" if too_big else "warning",
+        f"Loading with context {settings.normalized().n_ctx:,} needs about "
+        f"{human_bytes(need)} of RAM, but {human_bytes(available)} is free"
+        + (f" ({human_bytes(total)} in all)" if too_big and total else "")
+        + "." + hint,
+        "memory", "n_ctx",
+    )]  # fmt: skip
+
+
+def validate_sampling(settings: SamplingSettings) -> list[Problem]:
+    """Range problems in sampling settings."""
+    problems = _range_problems(settings)
+    if any(not s for s in settings.stop):
+        problems.append(Problem("error", "A stop string is empty.", "empty_stop", "stop"))
+    return problems
+
+
+# --- CLI flags generated from the declarations ------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str, prefix: str = "") -> None:
+    """Add one flag per field of `cls`, named as llama.cpp names it, default None (unset).
+
+    `prefix` keeps the destinations of two classes apart (both have a `seed`).
+    """
+    group = parser.add_argument_group(title)
+    for name, default, opt in options(cls):
+        dest = prefix + name
+        flags = list(opt.flags) or [f"--{name.replace('_', '-')}"]
+        help_ = opt.description
+        if opt.special:
+            help_ += " " + ", ".join(f"{k}: {v}" for k, v in opt.special.items())
+        help_ += f" [default: {default!r}]"
+        if isinstance(default, bool):
+            group.add_argument(
+                *flags, dest=dest, default=None, action=argparse.BooleanOptionalAction, help=help_
+            )
+        elif isinstance(default, tuple):
+            group.add_argument(*flags, dest=dest, default=None, action="append", help=help_)
+        else:
+            kind = type(default)
+            group.add_argument(
+                *flags,
+                dest=dest,
+                default=None,
+                type=kind,
+                choices=opt.choices,
+                metavar=name.upper() if opt.choices is None else None,
+                help=help_,
+            )
+
+
+def from_args(cls: type, args: argparse.Namespace, base: Any = None, prefix: str = "") -> Any:
+    """Settings from parsed CLI flags: flags given override `base` (or the defaults)."""
+    base = base if base is not None else cls()
+    changes = {
+        name: getattr(args, prefix + name)
+        for name, _, _ in options(cls)
+        if getattr(args, prefix + name, None) is not None
+    }
+    if "stop" in changes:
+        changes["stop"] = tuple(changes["stop"])
+    return dataclasses.replace(base, **changes)

@@ -1,0 +1,1 @@
+"""Hearth's Qt front: windows, widgets, thin Qt models over engine data, the engine thread."""
