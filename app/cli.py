@@ -23,7 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("app.cli_run", "load a model and stream a reply to a prompt"),
     "search": ("app.cli_hub", "search Hugging Face for GGUF models"),
     "pull": ("app.cli_hub", "download a GGUF model from Hugging Face"),
-    "list": ("app.cli_hub", "list the models in the local library"),
+    "list": ("app.cli_library", "list the models in the local library"),
 }
 
 

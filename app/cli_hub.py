@@ -1,4 +1,4 @@
-"""`hearth search`, `hearth pull` and `hearth list` (Hugging Face and the local library)."""
+"""`hearth search` and `hearth pull` (Hugging Face)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,4 @@ def configure_pull(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("repo")
 
 
-def configure_list(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
-run_search = run_pull = run_list = _not_yet
+run_search = run_pull = _not_yet

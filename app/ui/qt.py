@@ -9,4 +9,4 @@ import os
 os.environ.setdefault("QT_API", "pyside6")
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
-import PySide6  # noqa: E402,F401
+import PySide6  # noqa: F401
