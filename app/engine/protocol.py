@@ -1,0 +1,220 @@
+"""The commands and events that cross the engine boundary.
+
+Small frozen dataclasses that pickle: nothing else goes between the window (or the CLI) and
+the worker that owns llama.cpp. Commands flow to the worker, events flow back. Every
+request carries a `request_id` chosen by the sender, so a late event from a cancelled
+request can never be mistaken for the current one.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.engine.settings import LoadSettings, SamplingSettings
+
+_ids = itertools.count(1)
+
+
+def new_request_id(prefix: str = "r") -> str:
+    """A request id unique within this process."""
+    return f"{prefix}{next(_ids)}"
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """Load a model (unloading any current one). `skip_checks` bypasses Hearth's file and
+    settings checks: only for tests that must show a crash is survived."""
+
+    path: str
+    settings: LoadSettings = field(default_factory=LoadSettings)
+    request_id: str = field(default_factory=lambda: new_request_id("load"))
+    skip_checks: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Unload:
+    request_id: str = field(default_factory=lambda: new_request_id("unload"))
+
+
+@dataclass(frozen=True, slots=True)
+class Generate:
+    """Stream a reply: to chat `messages` through the model's chat template, or to a raw
+    `prompt` (completion)."""
+
+    messages: tuple[ChatMessage, ...] | None = None
+    prompt: str | None = None
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    request_id: str = field(default_factory=lambda: new_request_id("gen"))
+    suppress_eos: bool = False  # benchmarks: generate exactly max_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Stop the load or generation `request_id` (None: whatever is running)."""
+
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CountTokens:
+    """How many tokens `messages` (with the chat template) or `text` take."""
+
+    messages: tuple[ChatMessage, ...] | None = None
+    text: str | None = None
+    request_id: str = field(default_factory=lambda: new_request_id("count"))
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    pass
+
+
+Command = Load | Unload | Generate | Cancel | CountTokens | Shutdown
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The worker started and imported llama.cpp."""
+
+    pid: int
+    gpu_offload: bool
+    system_info: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoadProgress:
+    request_id: str
+    fraction: float
+
+
+@dataclass(frozen=True, slots=True)
+class BufferSizes:
+    """What llama.cpp allocated, from its log: device name -> bytes."""
+
+    model: dict[str, int]
+    kv: dict[str, int]
+    compute: dict[str, int]
+    output: dict[str, int]
+
+    def total(self, device_prefix: str = "") -> int:
+        return sum(
+            v
+            for part in (self.model, self.kv, self.compute, self.output)
+            for k, v in part.items()
+            if k.startswith(device_prefix)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    request_id: str
+    path: str
+    settings: LoadSettings  # what was asked (normalized)
+    n_ctx: int  # what llama.cpp actually made
+    n_ctx_train: int
+    n_vocab: int
+    n_gpu_layers: int  # layers llama.cpp reports offloaded
+    buffers: BufferSizes
+    load_seconds: float
+    has_chat_template: bool
+    description: str  # llama.cpp's model description, e.g. "llama ?B Q8_0"
+
+
+@dataclass(frozen=True, slots=True)
+class Unloaded:
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    request_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    ttft_s: float  # request received -> first token sent
+    prompt_tokens: int  # the whole prompt
+    prompt_eval_tokens: int  # the part not reused from the cache
+    prompt_ms: float
+    gen_tokens: int
+    gen_ms: float
+
+    @property
+    def prompt_tps(self) -> float:
+        return self.prompt_eval_tokens / (self.prompt_ms / 1000) if self.prompt_ms > 0 else 0.0
+
+    @property
+    def gen_tps(self) -> float:
+        return self.gen_tokens / (self.gen_ms / 1000) if self.gen_ms > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A request ended. reason: "stop" (EOS or a stop string), "length" (max tokens or
+    context full), "cancelled", "error" (an Error event came first)."""
+
+    request_id: str
+    reason: str
+    text: str = ""  # the whole reply, for callers that did not keep the tokens
+    timings: Timings | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    request_id: str
+    n_tokens: int
+    n_ctx: int
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    level: str  # "debug" | "info" | "warning" | "error"
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """Something went wrong that the user can act on; the worker is still usable."""
+
+    message: str
+    request_id: str | None = None
+    details: tuple[str, ...] = ()  # e.g. every validation problem, llama.cpp's log lines
+
+
+@dataclass(frozen=True, slots=True)
+class Crashed:
+    """The worker process died. The supervisor can start a fresh one."""
+
+    exit_code: int | None
+    signal: str | None  # "SIGSEGV", "SIGABRT", "SIGKILL"...
+    message: str  # a sentence for the banner
+    last_log_lines: tuple[str, ...]
+    running: str  # what the worker was doing ("loading x.gguf (n_ctx 4096, KV f16/f16)")
+    request_id: str | None = None  # the request that was running
+
+
+Event = (
+    Ready | LoadProgress | Loaded | Unloaded | Token | Finished | TokenCount | Log | Error | Crashed
+)
+
+
+def describe(obj: Any) -> str:
+    """A short, log-safe description of a command or event (never prompt text)."""
+    name = type(obj).__name__
+    rid = getattr(obj, "request_id", None)
+    return f"{name}({rid})" if rid else name
