@@ -239,8 +239,9 @@ class ProcessProbe:
         if not self._primed:  # psutil's first reading has no interval to measure over
             self._primed = True
             return rss, NAN
-        # psutil counts 100% per core; divided, all cpu.* series share the 0-100 axis.
-        return rss, cpu / self._ncpu
+        # psutil counts 100% per core; divided, all cpu.* series share the 0-100 axis. The
+        # clamp hides clock-tick rounding when two readings are only milliseconds apart.
+        return rss, min(100.0, cpu / self._ncpu)
 
 
 class SystemProbe:
