@@ -140,6 +140,15 @@ class Unloaded:
 
 
 @dataclass(frozen=True, slots=True)
+class PromptProgress:
+    """Prompt tokens evaluated so far, sent after each batch of a multi-batch prompt."""
+
+    request_id: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
 class Token:
     request_id: str
     text: str
@@ -147,12 +156,15 @@ class Token:
 
 @dataclass(frozen=True, slots=True)
 class Timings:
+    """How a request went. Prompt and decode figures come from llama_perf_context."""
+
     ttft_s: float  # request received -> first token sent
     prompt_tokens: int  # the whole prompt
-    prompt_eval_tokens: int  # the part not reused from the cache
+    prompt_eval_tokens: int  # the part evaluated (the rest was reused from the cache)
     prompt_ms: float
-    gen_tokens: int
-    gen_ms: float
+    completion_tokens: int  # tokens the model produced (EOS not counted)
+    decode_tokens: int  # single-token decodes (llama.cpp's n_eval)
+    decode_ms: float
 
     @property
     def prompt_tps(self) -> float:
@@ -160,7 +172,7 @@ class Timings:
 
     @property
     def gen_tps(self) -> float:
-        return self.gen_tokens / (self.gen_ms / 1000) if self.gen_ms > 0 else 0.0
+        return self.decode_tokens / (self.decode_ms / 1000) if self.decode_ms > 0 else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +221,17 @@ class Crashed:
 
 
 Event = (
-    Ready | LoadProgress | Loaded | Unloaded | Token | Finished | TokenCount | Log | Error | Crashed
+    Ready
+    | LoadProgress
+    | Loaded
+    | Unloaded
+    | PromptProgress
+    | Token
+    | Finished
+    | TokenCount
+    | Log
+    | Error
+    | Crashed
 )
 
 

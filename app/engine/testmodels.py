@@ -180,6 +180,7 @@ def write_model(path: str | os.PathLike[str], spec: ModelSpec | None = None, **c
 
     spec = replace(spec or ModelSpec(), **changes)
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     qtype = {
         "f32": gguf.GGMLQuantizationType.F32,
         "f16": gguf.GGMLQuantizationType.F16,

@@ -47,6 +47,7 @@ from app.engine.protocol import (
     Loaded,
     LoadProgress,
     Log,
+    PromptProgress,
     Ready,
     Shutdown,
     Timings,
@@ -178,6 +179,7 @@ class Worker:
         self._abort_cb = None
         self._null_abort = None
         self._abort_installed = False
+        self._sampled = [0]  # stopping-criteria calls of the current request
 
     # --- plumbing -------------------------------------------------------------------
 
@@ -491,7 +493,6 @@ class Worker:
             presence_penalty=sp.presence_penalty,
             frequency_penalty=sp.frequency_penalty,
             stop=list(sp.stop) + stop,
-            stopping_criteria=criteria,
             stream=True,
         )
         if sp.seed >= 0:
@@ -506,7 +507,16 @@ class Worker:
                 return scores
 
             kwargs["logits_processor"] = self.lc.LogitsProcessorList([no_eos])
-            kwargs["stopping_criteria"] = None
+            criteria = None
+        # Count sampled tokens (llama-cpp-python reports no usage when streaming): the
+        # criteria run once per sampled token, and once more when the stream ends normally.
+        counter = self._sampled = [0]
+
+        def count(_ids, _logits) -> bool:
+            counter[0] += 1
+            return False
+
+        kwargs["stopping_criteria"] = self.lc.StoppingCriteriaList([count, *(criteria or [])])
         return kwargs
 
     def _stream(self, cmd: Generate, tokens: list[int], stop, criteria, started: float) -> None:
@@ -517,6 +527,7 @@ class Worker:
         pieces: list[str] = []
         ttft = 0.0
         reason = "stop"
+        self._watch_prompt(rid)
         stream = self.llm.create_completion(
             prompt=tokens, **self._completion_kwargs(cmd, stop, criteria)
         )
@@ -550,13 +561,17 @@ class Worker:
         if self._cancel.is_set():
             reason = "cancelled"
         perf = lc.llama_perf_context(ctx)
+        # One criteria call ends a complete stream; the token that ended a "stop" reply
+        # (EOS or the end of a stop string) is not part of the reply.
+        sampled = self._sampled[0] - (0 if reason == "cancelled" else 1)
         timings = Timings(
             ttft_s=ttft,
             prompt_tokens=len(tokens),
             prompt_eval_tokens=int(perf.n_p_eval),
             prompt_ms=float(perf.t_p_eval_ms),
-            gen_tokens=int(perf.n_eval),
-            gen_ms=float(perf.t_eval_ms),
+            completion_tokens=max(0, sampled - (1 if reason == "stop" else 0)),
+            decode_tokens=int(perf.n_eval),
+            decode_ms=float(perf.t_eval_ms),
         )
         self.send(
             Finished(
@@ -566,6 +581,25 @@ class Worker:
                 timings,
             )
         )
+
+    def _watch_prompt(self, rid: str) -> None:
+        """Evaluate long prompts batch by batch: report progress, stop between batches when
+        cancelled (the abort callback stops a batch already running)."""
+        llm = self.llm
+        original = type(llm).eval.__get__(llm)
+
+        def eval_in_batches(tokens) -> None:
+            n, step = len(tokens), llm.n_batch
+            if n <= step:
+                return original(tokens)
+            for start in range(0, n, step):
+                if self._cancel.is_set():
+                    raise RuntimeError("cancelled")
+                original(tokens[start : start + step])
+                self.send(PromptProgress(rid, min(n, start + step), n))
+            return None
+
+        llm.eval = eval_in_batches
 
     def _set_abort(self, on: bool) -> None:
         if on == self._abort_installed or self.llm is None:

@@ -1,0 +1,174 @@
+"""`hearth run FILE "PROMPT"`: load a model in the supervised worker and stream a reply.
+
+Tokens go to stdout as they arrive; the load progress, the timings and every message go to
+stderr. Ctrl+C cancels the running load or reply (a second Ctrl+C quits at once).
+
+Exit codes: 0 done, 1 unusable file or engine error, 2 invalid settings, 3 the engine
+crashed, 130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from app.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE
+from app.engine import gguf_info, settings
+from app.engine.protocol import ChatMessage, Crashed, Error, Finished, Loaded, LoadProgress, Token
+
+EXIT_CRASH, EXIT_CANCELLED = 3, 130
+
+
+def configure_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="a .gguf model file")
+    parser.add_argument("prompt", help="the prompt (with --chat: the user's message)")
+    parser.add_argument("--chat", action="store_true", help="use the model's chat template")
+    parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    parser.add_argument(
+        "--engine-in-process",
+        action="store_true",
+        help="run llama.cpp in this process (no crash protection; for debugging)",
+    )
+    settings.add_arguments(parser, settings.LoadSettings, "load settings")
+    settings.add_arguments(parser, settings.SamplingSettings, "sampling settings", prefix="s_")
+
+
+def run_run(args: argparse.Namespace) -> int:
+    from app.cli_model import print_problems
+
+    load = settings.from_args(settings.LoadSettings, args)
+    sampling = settings.from_args(settings.SamplingSettings, args, prefix="s_")
+    result = gguf_info.inspect(args.file)
+    if result.info is None or not result.usable:
+        print_problems(result.problems)
+        return EXIT_FAIL
+    problems = settings.validate(load, result.info) + settings.validate_sampling(sampling)
+    print_problems([p for p in problems if p.is_error or p.code != "ctx_rounded"])
+    if any(p.is_error for p in problems):
+        return EXIT_USAGE
+    return _Runner(args, load, sampling).run()
+
+
+class _Runner:
+    def __init__(self, args, load, sampling):
+        self.args = args
+        self.load = load
+        self.sampling = sampling
+        self.tty = sys.stderr.isatty()
+        self.cancelled = threading.Event()
+        self.current: str | None = None
+        self.sup = None
+        self.report: dict = {"file": args.file}
+
+    def run(self) -> int:
+        from app.engine.supervisor import EngineNotRunning, Supervisor
+
+        self.sup = Supervisor(in_process=self.args.engine_in_process)
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            self.sup.start()
+            return self._load_and_generate()
+        except EngineNotRunning as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_FAIL
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            self.sup.shutdown()
+
+    def _on_sigint(self, _sig, _frame) -> None:
+        if self.cancelled.is_set():
+            raise KeyboardInterrupt
+        self.cancelled.set()
+        print("\nCancelling… (Ctrl+C again to quit at once)", file=sys.stderr)
+        self.sup.cancel(self.current)
+
+    def _load_and_generate(self) -> int:
+        from app.engine.supervisor import wait_for
+
+        self.current = self.sup.load(self.args.file, self.load)
+        event = wait_for(self.sup, self.current, timeout=3600, on_event=self._on_event)
+        if self.tty:
+            print(file=sys.stderr)
+        if not isinstance(event, Loaded):
+            return self._end(event)
+        self.report["load"] = {
+            "n_ctx": event.n_ctx,
+            "seconds": round(event.load_seconds, 3),
+            "settings": settings.to_dict(event.settings),
+        }
+        print(
+            f"Loaded {event.description} in {event.load_seconds:.2f} s: n_ctx {event.n_ctx}, "
+            f"KV {event.settings.type_k}/{event.settings.type_v}"
+            + (", flash attention" if event.settings.flash_attn else ""),
+            file=sys.stderr,
+        )
+        if self.cancelled.is_set():
+            return EXIT_CANCELLED
+        if self.args.chat:
+            self.current = self.sup.generate(
+                [ChatMessage("user", self.args.prompt)], sampling=self.sampling
+            )
+        else:
+            self.current = self.sup.generate(prompt=self.args.prompt, sampling=self.sampling)
+        event = wait_for(self.sup, self.current, timeout=24 * 3600, on_event=self._on_event)
+        return self._end(event)
+
+    def _on_event(self, event) -> None:
+        if isinstance(event, Token) and not self.args.json:
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+        elif isinstance(event, LoadProgress) and self.tty:
+            print(f"\rLoading… {event.fraction:4.0%}", end="", file=sys.stderr, flush=True)
+        elif isinstance(event, Error):
+            print(f"error: {event.message}", file=sys.stderr)
+            for line in event.details[1:]:
+                print(f"  {line}", file=sys.stderr)
+
+    def _end(self, event) -> int:
+        if isinstance(event, Crashed):
+            print(f"\n{event.message}", file=sys.stderr)
+            for line in event.last_log_lines[-8:]:
+                print(f"  | {line}", file=sys.stderr)
+            self._emit_json(crashed=event.message)
+            return EXIT_CRASH
+        assert isinstance(event, Finished)
+        if not self.args.json:
+            print()
+        if event.reason == "cancelled":
+            print("Cancelled.", file=sys.stderr)
+            self._emit_json(reason="cancelled", text=event.text)
+            return EXIT_CANCELLED
+        if event.reason == "error":
+            self._emit_json(reason="error")
+            return EXIT_FAIL
+        t = event.timings
+        if t is not None:
+            print(
+                f"TTFT {t.ttft_s * 1000:.0f} ms · prompt {t.prompt_tokens} tokens "
+                f"({t.prompt_eval_tokens} evaluated) at {t.prompt_tps:.1f} tok/s · "
+                f"{t.completion_tokens} tokens at {t.gen_tps:.1f} tok/s · stop: {event.reason}",
+                file=sys.stderr,
+            )
+        self._emit_json(
+            reason=event.reason,
+            text=event.text,
+            timings=None
+            if t is None
+            else {
+                "ttft_s": t.ttft_s,
+                "prompt_tokens": t.prompt_tokens,
+                "prompt_eval_tokens": t.prompt_eval_tokens,
+                "prompt_tps": t.prompt_tps,
+                "completion_tokens": t.completion_tokens,
+                "gen_tps": t.gen_tps,
+            },
+        )
+        return EXIT_OK
+
+    def _emit_json(self, **fields) -> None:
+        if self.args.json:
+            self.report.update(fields)
+            print(json.dumps(self.report, ensure_ascii=False))
