@@ -36,8 +36,9 @@ def split_template(tmp_path_factory) -> list[Path]:
 
 @pytest.fixture
 def roots(tmp_path) -> Roots:
+    # Not paths.models_dir(): a developer's HEARTH_MODELS_DIR must never be scanned or deleted from.
     return Roots(
-        models_dir=paths.models_dir(),
+        models_dir=tmp_path / "hearth-models",
         hf_cache=tmp_path / "hf" / "hub",
         lmstudio=(tmp_path / "lmstudio" / "models",),
         ollama=(tmp_path / "ollama" / "models",),
