@@ -12,6 +12,7 @@ of 30 minutes of history (what the dock copies each refresh). Prints a Markdown 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -73,7 +74,7 @@ def measure_thread(seconds: float, interval: float, tps: float) -> dict[str, flo
 def measure_reads(interval: float) -> dict[str, float]:
     """Fill 30 minutes of history, then time on_token and the dock's full view()."""
     sampler = Sampler(interval_s=interval)
-    rows = sampler._table.capacity
+    rows = sampler.capacity
     for i in range(rows):
         sampler.sample_once(now=1000.0 + i * interval)
     n = 20_000
@@ -103,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     t = measure_thread(args.seconds, args.interval, args.tps)
     r = measure_reads(args.interval)
-    print(f"`{shlex.join([Path(sys.executable).name, *sys.argv])}`")
+    print(f"`{shlex.join([os.path.relpath(sys.executable), *sys.argv])}`")
     print(f"({t['gpu_status']})\n")
     print("| what | value |")
     print("|---|---|")

@@ -555,6 +555,11 @@ class Sampler:
         return self._thread is not None and self._thread.is_alive()
 
     @property
+    def capacity(self) -> int:
+        """Ticks the sampled history holds (history_s / interval_s) before the oldest go."""
+        return self._table.capacity
+
+    @property
     def thread_cpu_s(self) -> float:
         """CPU seconds the sampling thread has used so far (its own cost)."""
         return self._thread_cpu_s

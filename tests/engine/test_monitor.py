@@ -454,6 +454,7 @@ def test_thread_start_stop_leaves_no_thread_running():
     assert not sampler.running
     assert "hearth-monitor" not in [t.name for t in threading.enumerate()]
     assert len(sampler.view().t) >= 3 and sampler.thread_cpu_s > 0
+    assert sampler.capacity == 500  # 10 s at 50 Hz: fixed, whatever runs
     assert nvml.live == 0
     assert seen == sorted(seen)
 
