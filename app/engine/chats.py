@@ -9,7 +9,7 @@
   at most the last second of a reply; `recover()` (run at open) marks such a reply
   `interrupted` and keeps its text.
 - Search over all messages uses an FTS5 index kept in sync by triggers; the user's words are
-  quoted, so no input is an FTS syntax error.
+  quoted, so no input is an FTS syntax error. A reply is searchable once it is finished.
 - The schema is versioned with `PRAGMA user_version` and migrated forward at open (after a
   backup copy). A damaged, foreign or newer-than-known file raises `ChatStoreError` and is
   never written to.
@@ -108,24 +108,31 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX messages_streaming ON messages (id) WHERE status = 'streaming';
     """,
     # 2: full-text search over message content (an external-content index: no second copy).
+    # A reply is indexed once it stops streaming: re-indexing its whole text at every flush
+    # would cost O(length) each second (~15 ms for a 170k-character reply), for a search
+    # nobody runs on a reply still being written.
     """
     CREATE VIRTUAL TABLE messages_fts USING fts5 (
         content, content = 'messages', content_rowid = 'id',
         tokenize = 'unicode61 remove_diacritics 2'
     );
-    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+    WHEN new.status != 'streaming' BEGIN
         INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
     END;
-    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+    WHEN old.status != 'streaming' BEGIN
         INSERT INTO messages_fts (messages_fts, rowid, content)
             VALUES ('delete', old.id, old.content);
     END;
-    CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+    CREATE TRIGGER messages_fts_update AFTER UPDATE OF content, status ON messages BEGIN
         INSERT INTO messages_fts (messages_fts, rowid, content)
-            VALUES ('delete', old.id, old.content);
-        INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+            SELECT 'delete', old.id, old.content WHERE old.status != 'streaming';
+        INSERT INTO messages_fts (rowid, content)
+            SELECT new.id, new.content WHERE new.status != 'streaming';
     END;
-    INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+    INSERT INTO messages_fts (rowid, content)
+        SELECT id, content FROM messages WHERE status != 'streaming';
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -544,6 +551,7 @@ class ChatStore:
                     m.get("created") or self._now(), m.get("finished"), m.get("stats"),
                     m.get("settings"), m.get("error"), touch=False,
                 )  # fmt: skip
+            self._touch(db, cid, bump=False)  # the automatic title, if it has none
             return self._get_conversation(db, cid)
 
     # -- for ReplyWriter ---------------------------------------------------------------------
@@ -686,7 +694,7 @@ _NOT_EXPORTED = ("id", "conversation_id", "position")
 
 
 def _conversation_row(conv: Mapping[str, Any], now: float) -> list[Any]:
-    """The columns of an imported conversation, in _IMPORT_COLUMNS order."""
+    """An imported conversation's columns, in the order import_json inserts them."""
     defaults = {"title": "", "auto_title": True, "created": now, "updated": now, "pinned": False,
                 "archived": False, "system_prompt": "", "model_path": None, "model_name": None}  # fmt: skip
     return [conv.get(k, d) for k, d in defaults.items()]
@@ -716,12 +724,11 @@ class ReplyWriter:
         self.message_id = message.id
         self.conversation_id = message.conversation_id
         self.flush_interval = flush_interval
-        self.flush_error: ChatStoreError | None = None  # the last failed flush, if any
+        self.flush_error: ChatStoreError | None = None  # the last failed flush, for the UI
         self._store = store
         self._clock = clock
         self._cond = threading.Condition()  # guards the fields below
         self._parts: list[str] = []
-        self._length = 0
         self._flushed = 0  # characters on disk
         self._pending_since: float | None = None  # clock() of the oldest unflushed append
         self._stopping = False
@@ -745,28 +752,33 @@ class ReplyWriter:
         """Whether finish() has saved the reply."""
         return self._finished
 
-    def append(self, text: str) -> None:
-        """Add streamed text; written within `flush_interval`."""
+    def append(self, text: str) -> bool:
+        """Add streamed text; it is on disk within `flush_interval`.
+
+        Returns False, keeping nothing, once finish() has begun: a token that was already on
+        its way when the user pressed Stop is not part of the saved reply.
+        """
         if not text:
-            return
+            return True
         with self._cond:
             if self._stopping:
-                raise ChatStoreError("This reply is already finished; start a new one.")
+                log.debug("Dropped %d characters that arrived after the reply ended.", len(text))
+                return False
             self._parts.append(text)
-            self._length += len(text)
             if self._pending_since is None:
                 self._pending_since = self._clock()
                 self._cond.notify()
         if self._thread is None:
-            self.flush_if_due()
+            try:
+                self.flush_if_due()
+            except ChatStoreError as e:  # the token path goes on; the text stays in memory
+                log.warning("%s", e)
+        return True
 
     def flush_if_due(self) -> bool:
         """Write the buffered text if its oldest part is `flush_interval` old. True if written."""
         with self._cond:
-            due = (
-                self._pending_since is not None
-                and self._clock() - self._pending_since >= self.flush_interval
-            )
+            due = self._due_now()
         if due:
             self.flush()
         return due
@@ -807,6 +819,8 @@ class ReplyWriter:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
         with self._flush_lock:  # after any flush in progress
+            if self._finished:  # another thread's finish() got here first
+                raise ChatStoreError("This reply is already finished; start a new one.")
             message = self._store._finish_reply(self, self.text, status, stats, error)
             self._finished = True
         return message
@@ -902,17 +916,24 @@ def _markdown(conversation: Conversation, messages: list[Message]) -> str:
 
 
 def _check_export(data: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[Mapping[str, Any]]]:
+    """The conversation and messages of an export, or ChatStoreError saying what is wrong."""
     if not isinstance(data, Mapping) or data.get("format") != EXPORT_FORMAT:
         raise ChatStoreError("This file is not a Hearth chat export (no 'hearth-chat' format).")
-    if data.get("version", 0) > EXPORT_VERSION:
+    if not isinstance(data.get("version"), int) or data["version"] > EXPORT_VERSION:
         raise ChatStoreError("This chat export comes from a newer Hearth; update Hearth first.")
-    messages = data.get("messages") or []
-    for m in messages:
-        if m.get("role") not in ROLES or m.get("status", "complete") not in STATUSES:
-            raise ChatStoreError(
-                f"This chat export has a message Hearth cannot read (role {m.get('role')!r})."
-            )
-    return data.get("conversation") or {}, messages
+    conversation, messages = data.get("conversation") or {}, data.get("messages") or []
+    if not isinstance(conversation, Mapping) or not isinstance(messages, list):
+        raise ChatStoreError("This chat export is damaged: its conversation cannot be read.")
+    for number, m in enumerate(messages, 1):
+        if not (
+            isinstance(m, Mapping)
+            and m.get("role") in ROLES
+            and m.get("status", "complete") in STATUSES
+            and isinstance(m.get("content", ""), str)
+            and all(isinstance(m.get(k) or {}, Mapping) for k in ("stats", "settings"))
+        ):
+            raise ChatStoreError(f"This chat export is damaged: message {number} cannot be read.")
+    return conversation, messages
 
 
 def _check_role(role: str) -> None:

@@ -51,8 +51,23 @@ def raw(path: Path) -> sqlite3.Connection:
 
 
 def fts_in_sync(store: ChatStore) -> None:
-    """FTS5's own check that the index matches the messages table (raises if not)."""
+    """The search index holds exactly the finished messages' words (FTS5's own integrity-check
+    does not compare an external-content index with its table), checked against a fresh index.
+    """
     with raw(store.path) as db:
+        db.executescript(
+            """
+            CREATE VIRTUAL TABLE temp.fresh USING fts5 (
+                content, tokenize = 'unicode61 remove_diacritics 2');
+            INSERT INTO temp.fresh (rowid, content)
+                SELECT id, content FROM messages WHERE status != 'streaming';
+            CREATE VIRTUAL TABLE temp.fresh_words USING fts5vocab (temp, fresh, instance);
+            CREATE VIRTUAL TABLE temp.stored_words USING fts5vocab (main, messages_fts, instance);
+            """
+        )
+        words = "SELECT term, doc, col, offset FROM temp.{} ORDER BY 1, 2, 3, 4"
+        stored = db.execute(words.format("stored_words")).fetchall()
+        assert stored == db.execute(words.format("fresh_words")).fetchall()
         db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')")
 
 
@@ -316,11 +331,19 @@ def test_search_index_follows_streamed_replies(store):
     w = store.begin_reply(c.id, clock=clock, background=False)
     w.append("partial quokka ")
     clock.t = 1.0
-    w.flush_if_due()
-    assert [h.message_id for h in store.search("quokka")] == [w.message_id]
+    assert w.flush_if_due()
+    assert store.search("quokka") == []  # searchable once finished
+    fts_in_sync(store)
     w.append("wombat")
     w.finish()
     assert [h.message_id for h in store.search("quokka wombat")] == [w.message_id]
+    fts_in_sync(store)
+    crashed = store.begin_reply(c.id, background=False)
+    crashed.append("numbat")
+    crashed.flush()
+    store._writers.clear()  # as if its process had died
+    store.recover()
+    assert [h.message_id for h in store.search("numbat")] == [crashed.message_id]
     fts_in_sync(store)
 
 
@@ -371,6 +394,10 @@ def test_export_json_and_import_round_trip(store, tmp_path):
     ]
     with pytest.raises(ChatStoreError, match="not a Hearth chat export"):
         store.import_json({"messages": []})
+    with pytest.raises(ChatStoreError, match="message 2 cannot be read"):
+        store.import_json({**data, "messages": [data["messages"][0], {"role": "robot"}]})
+    untitled = store.import_json({**data, "conversation": {}})
+    assert untitled.title == "Say hi"  # derived from its first user message
 
 
 def test_write_export_failure_is_a_sentence(store, tmp_path):
@@ -417,8 +444,10 @@ def test_reply_is_flushed_once_its_oldest_text_is_an_interval_old(store):
     assert content_on_disk(store.path, w.message_id) == ("abcde", "complete")
     assert (m.content, m.stats["stop_reason"], m.settings) == ("abcde", "stop", {"model": "m"})
     assert m.finished is not None
+    assert w.append("f") is False  # a token that arrives after Stop is not saved
+    assert w.text == "abcde"
     with pytest.raises(ChatStoreError, match="already finished"):
-        w.append("f")
+        w.finish()
 
 
 def test_background_flusher_writes_even_when_tokens_stop(store):
@@ -448,6 +477,26 @@ def test_reply_fed_from_another_thread(store):
     expected = "".join(f"{i}," for i in range(2000))
     assert w.finish().content == expected
     assert content_on_disk(store.path, w.message_id) == (expected, "complete")
+
+
+def test_a_failed_flush_keeps_the_text_and_finish_can_be_retried(store, monkeypatch):
+    c = store.create_conversation()
+    clock = FakeClock()
+    w = store.begin_reply(c.id, clock=clock, background=False)
+
+    def disk_full(*args):
+        raise ChatStoreError("Hearth could not save the reply: the disk is full.")
+
+    monkeypatch.setattr(store, "_write_partial", disk_full)
+    monkeypatch.setattr(store, "_finish_reply", disk_full)
+    w.append("kept ")
+    clock.t = 1.0
+    assert w.append("in memory")  # the token path is not interrupted
+    assert "disk is full" in str(w.flush_error)
+    with pytest.raises(ChatStoreError, match="disk is full"):
+        w.finish()
+    monkeypatch.undo()  # space was freed
+    assert w.finish().content == "kept in memory"
 
 
 def test_writer_as_context_manager_saves_errors_and_unfinished_replies(store):
