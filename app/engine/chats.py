@@ -1,4 +1,4 @@
-"""The chat store: conversations and their messages in SQLite, so nothing typed or generated is lost.
+"""The chat store: conversations and messages in SQLite, so nothing typed or generated is lost.
 
 `ChatStore` keeps everything in one SQLite file, `paths.data_dir()/chats.db`:
 
