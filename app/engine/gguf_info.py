@@ -39,6 +39,14 @@ SMALL_ARRAY = 4096
 # (tokens, merges) are skipped.
 SMALL_STRING_ARRAY = 64
 
+# A string longer, or an array or header count larger, than this is corrupt; below it, a
+# string or array that runs past the end of the file means the file was cut short. (Real
+# files come nowhere near: the longest strings are chat templates, the longest arrays
+# vocabularies and merges.)
+PLAUSIBLE = 1 << 32
+# Without mmap (some filesystems refuse it) only the file's head is read, up to this much.
+_READ_LIMIT = 64 * 1024 * 1024
+
 SPLIT_RE = re.compile(r"^(?P<prefix>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 
 # Metadata value types (gguf.h's enum gguf_type).
@@ -328,9 +336,12 @@ class _Reader:
         start = self.pos
         n = self.u64()
         if n > self.size - self.pos:
+            if n < PLAUSIBLE:  # the file ends inside the string
+                raise _Truncated(start, 8 + n, self.where)
             raise GGUFError(
                 f"{self.name} is corrupt: a string at byte {start:,} claims to be {n:,} bytes "
-                f"long, past the end of the {self.size:,}-byte file."
+                f"long, past the end of the {self.size:,}-byte file.",
+                code="string_past_eof",
             )
         raw = self.buf[self.pos : self.pos + n]
         self.pos += n
@@ -371,10 +382,7 @@ class _Reader:
             )
         if item_type == _STR:
             if count > (self.size - self.pos) // 8:
-                raise GGUFError(
-                    f"{self.name} is corrupt: the array '{key}' claims {count:,} strings, more "
-                    f"than fit in the {self.size:,}-byte file."
-                )
+                self._array_too_long(key, count, 8, "strings")
             if count <= SMALL_STRING_ARRAY:
                 return tuple(self.string() for _ in range(count))
             ref = ArrayRef(item_type, count, self.pos)
@@ -386,12 +394,21 @@ class _Reader:
             )
         itemsize = _SCALARS[item_type].size
         if count > (self.size - self.pos) // itemsize:
-            raise _Truncated(self.pos, count * itemsize, self.where)
+            self._array_too_long(key, count, itemsize, "items")
         start = self.pos
         self.pos += count * itemsize
         if count <= SMALL_ARRAY:
             return struct.unpack_from(f"<{count}{_ARRAY_CODES[item_type]}", self.buf, start)
         return ArrayRef(item_type, count, start)
+
+    def _array_too_long(self, key: str, count: int, itemsize: int, what: str) -> None:
+        if count < PLAUSIBLE:  # the file ends inside the array
+            raise _Truncated(self.pos, count * itemsize, self.where)
+        raise GGUFError(
+            f"{self.name} is corrupt: the array '{key}' claims {count:,} {what}, more than "
+            f"fit in the {self.size:,}-byte file.",
+            code="absurd_count",
+        )
 
 
 def split_paths(path: str | os.PathLike[str]) -> SplitInfo | None:
@@ -419,8 +436,8 @@ def _open_map(path: str) -> tuple[mmap.mmap | bytes, int]:
         raise GGUFError(
             f"Hearth may not read {path} (permission denied).", code="permission"
         ) from None
-    except OSError as e:
-        raise GGUFError(f"Cannot read {path}: {e.strerror or e}.") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        raise GGUFError(f"Cannot read {path!r}: {getattr(e, 'strerror', None) or e}.") from None
     if os.path.isdir(path):
         raise GGUFError(f"{path} is a folder, not a GGUF model file.", code="directory")
     if not os.path.isfile(path):
@@ -435,7 +452,7 @@ def _open_map(path: str) -> tuple[mmap.mmap | bytes, int]:
             try:
                 return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), size
             except (ValueError, OSError):  # some filesystems cannot map: read the head
-                return f.read(64 * 1024 * 1024), size
+                return f.read(_READ_LIMIT), size
     except PermissionError:
         raise GGUFError(
             f"Hearth may not read {path} (permission denied).", code="permission"
@@ -484,6 +501,8 @@ def _parse(path: str) -> _Parsed:
     buf, size = _open_map(path)
     try:
         _check_magic(bytes(buf[:8]), name)
+        # Without mmap, buf holds only the head of the file: never read past it.
+        limit = min(size, len(buf))
         if size < _HEADER.size:
             raise GGUFError(
                 f"{name} is truncated: the file ends inside its header "
@@ -503,17 +522,20 @@ def _parse(path: str) -> _Parsed:
                 code="unsupported_version",
             )
         # A metadata entry takes at least 8+1+4+1 bytes and a tensor entry 8+1+4+8+4+8.
-        if n_kv > size // 14:
+        # Smaller counts that do not fit are a file cut short: parsing finds where.
+        if n_kv > size // 14 and n_kv >= PLAUSIBLE:
             raise GGUFError(
                 f"{name} is corrupt: its header claims {n_kv:,} metadata entries, more than "
-                f"could fit in a {size:,}-byte file."
+                f"could fit in a {size:,}-byte file.",
+                code="absurd_count",
             )
-        if n_tensors > size // 33:
+        if n_tensors > size // 33 and n_tensors >= PLAUSIBLE:
             raise GGUFError(
                 f"{name} is corrupt: its header claims {n_tensors:,} tensors, more than could "
-                f"fit in a {size:,}-byte file."
+                f"fit in a {size:,}-byte file.",
+                code="absurd_count",
             )
-        r = _Reader(buf, size, name)
+        r = _Reader(buf, limit, name)
         r.pos = _HEADER.size
         r.where = "metadata"
         kv: dict[str, Any] = {}
@@ -530,7 +552,18 @@ def _parse(path: str) -> _Parsed:
                     )
                 kv[key] = value
             r.where = "tensor table"
-            tensors = [_read_tensor(r, name) for _ in range(n_tensors)]
+            tensors = []
+            seen: set[str] = set()
+            for _ in range(n_tensors):
+                t = _read_tensor(r, name)
+                if t.name in seen:  # also ends a table of zeros quickly
+                    raise GGUFError(
+                        f"{name} is corrupt: the tensor '{t.name}' appears twice "
+                        "(llama.cpp refuses such files).",
+                        code="duplicate_tensor",
+                    )
+                seen.add(t.name)
+                tensors.append(t)
         except _Truncated as t:
             raise GGUFError(
                 _truncated_message(name, min(t.at, size), size, t.where), code="truncated"
