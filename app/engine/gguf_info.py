@@ -610,13 +610,65 @@ def _get(kv: dict[str, Any], key: str, default: Any = None) -> Any:
     return default if isinstance(v, ArrayRef) else v
 
 
-def _per_layer(value: Any, n_layers: int, default: int) -> tuple[int, ...]:
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _shown(v: Any) -> str:
+    if isinstance(v, ArrayRef):
+        return f"an array of {v.count:,} items"
+    if isinstance(v, tuple):
+        return f"an array ({', '.join(repr(x) for x in v[:4])}{', ...' if len(v) > 4 else ''})"
+    if isinstance(v, str):
+        return f"the text {v[:40]!r}"
+    return repr(v)
+
+
+def _bad_metadata(file_name: str, key: str, v: Any, wanted: str) -> GGUFError:
+    return GGUFError(
+        f"{file_name} is corrupt: the metadata key '{key}' should be {wanted} but is "
+        f"{_shown(v)}; llama.cpp refuses such files.",
+        code="bad_metadata",
+    )
+
+
+def _count(kv: dict[str, Any], key: str, file_name: str, default: int | None = None) -> Any:
+    """A whole-number key (>= 0), `default` when absent; GGUFError when of another type.
+
+    llama.cpp refuses a file whose structural keys have the wrong type, and int() of a
+    string or NaN would raise something other than GGUFError.
+    """
+    v = kv.get(key)
+    if v is None:
+        return default
+    if not _is_count(v):
+        raise _bad_metadata(file_name, key, v, "a whole number")
+    return v
+
+
+def _per_layer(
+    kv: dict[str, Any], key: str, n_layers: int, default: int, file_name: str
+) -> tuple[int, ...]:
+    """A per-layer count: one number for every layer, or an array with one per layer."""
+    value = kv.get(key)
     if isinstance(value, tuple):
-        vals = tuple(int(x) for x in value[:n_layers])
+        if not all(_is_count(x) for x in value):
+            raise _bad_metadata(file_name, key, value, "whole numbers")
+        vals = value[:n_layers]
         return vals + (vals[-1] if vals else default,) * (n_layers - len(vals))
-    if value is None:
-        value = default
-    return (int(value),) * n_layers
+    if isinstance(value, ArrayRef):  # more entries than llama.cpp allows layers
+        raise _bad_metadata(file_name, key, value, "one number per layer")
+    return (_count(kv, key, file_name, default),) * n_layers
+
+
+def _str(kv: dict[str, Any], key: str) -> str | None:
+    v = kv.get(key)
+    return v if isinstance(v, str) else None
+
+
+def _int(kv: dict[str, Any], key: str) -> int | None:
+    v = kv.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def _swa_layers(
@@ -628,7 +680,7 @@ def _swa_layers(
     if isinstance(pattern, tuple):  # per-layer flags
         flags = tuple(bool(x) for x in pattern[:n_layers])
         return flags + (False,) * (n_layers - len(flags))
-    if isinstance(pattern, int) and pattern > 0:  # every pattern-th layer is global
+    if _is_count(pattern) and pattern > 0:  # every pattern-th layer is global
         return tuple((i + 1) % pattern != 0 for i in range(n_layers))
     # Known defaults from llama.cpp (llama-model.cpp) when the file gives only a window.
     period = {"gemma2": 2, "gemma3": 6, "cohere2": 4, "gpt-oss": 2}.get(arch)
@@ -643,7 +695,7 @@ def read_info(path: str | os.PathLike[str]) -> GGUFInfo:
     parsed = _parse(path)
     kv = parsed.kv
     name = os.path.basename(path)
-    split = _split_of(path, kv)
+    split = _split_of(path, kv, name)
     if split is not None and split.index != 1:
         first = os.path.basename(split.paths[0]) if len(split.paths) > 1 else "part 1"
         raise GGUFError(
@@ -678,40 +730,45 @@ def read_info(path: str | os.PathLike[str]) -> GGUFInfo:
             f"{name} is missing required metadata for a '{arch}' model: {', '.join(missing)}.",
             code="missing_keys",
         )
-    n_layers = int(_get(kv, f"{arch}.block_count", 0))
-    n_embd = int(_get(kv, f"{arch}.embedding_length", 0))
-    n_head_l = _per_layer(kv.get(f"{arch}.attention.head_count"), n_layers, 0)
-    n_head = (
-        max(n_head_l, default=0)
-        if n_layers
-        else int(_get(kv, f"{arch}.attention.head_count", 0) or 0)
-    )
-    n_head_kv = _per_layer(kv.get(f"{arch}.attention.head_count_kv"), n_layers, n_head)
+    n_layers = _count(kv, f"{arch}.block_count", name)
+    if n_layers > LLAMA_MAX_LAYERS:  # before building per-layer tables of that length
+        raise GGUFError(
+            f"{name} says it has {n_layers:,} layers, more than llama.cpp's limit of "
+            f"{LLAMA_MAX_LAYERS}; llama.cpp would refuse or abort while loading it.",
+            code="too_many_layers",
+        )
+    n_embd = _count(kv, f"{arch}.embedding_length", name)
+    # (With 0 layers, which check() reports, the first layer's count still says something.)
+    n_head = max(_per_layer(kv, f"{arch}.attention.head_count", max(n_layers, 1), 0, name))
+    n_head_kv = _per_layer(kv, f"{arch}.attention.head_count_kv", n_layers, n_head, name)
     default_head_dim = n_embd // n_head if n_head else 0
-    head_dim_k = int(_get(kv, f"{arch}.attention.key_length", default_head_dim))
-    head_dim_v = int(_get(kv, f"{arch}.attention.value_length", default_head_dim))
-    window = _get(kv, f"{arch}.attention.sliding_window")
-    window = int(window) if window else None
+    head_dim_k = _count(kv, f"{arch}.attention.key_length", name, default_head_dim)
+    head_dim_v = _count(kv, f"{arch}.attention.value_length", name, default_head_dim)
+    window = _count(kv, f"{arch}.attention.sliding_window", name) or None
 
     tokens = kv.get("tokenizer.ggml.tokens")
-    vocab_size = tokens.count if isinstance(tokens, ArrayRef) else len(tokens or ())
+    if isinstance(tokens, ArrayRef) and tokens.item_type == _STR:
+        vocab_size = tokens.count
+    elif tokens is None or (isinstance(tokens, tuple) and all(isinstance(t, str) for t in tokens)):
+        vocab_size = len(tokens or ())
+    else:
+        raise _bad_metadata(name, "tokenizer.ggml.tokens", tokens, "an array of strings")
     if not vocab_size:
-        vocab_size = int(_get(kv, f"{arch}.vocab_size", 0) or 0)
+        vocab_size = _count(kv, f"{arch}.vocab_size", name, 0)
 
     mix: dict[str, int] = {}
     for t in tensors:
         tname = GGML_TYPES[t.ggml_type].name
         mix[tname] = mix.get(tname, 0) + t.nbytes
-    file_type = _get(kv, "general.file_type")
 
     info = GGUFInfo(
         path=path,
         file_size=file_size,
         version=parsed.version,
         architecture=arch,
-        name=_get(kv, "general.name"),
+        name=_str(kv, "general.name"),
         n_params=sum(t.n_elements for t in tensors),
-        file_type=int(file_type) if isinstance(file_type, int) else None,
+        file_type=_int(kv, "general.file_type"),
         quant_mix=dict(sorted(mix.items(), key=lambda kv_: -kv_[1])),
         n_layers=n_layers,
         n_embd=n_embd,
@@ -719,19 +776,19 @@ def read_info(path: str | os.PathLike[str]) -> GGUFInfo:
         n_head_kv=n_head_kv,
         head_dim_k=head_dim_k,
         head_dim_v=head_dim_v,
-        n_ctx_train=int(_get(kv, f"{arch}.context_length", 0) or 0),
+        n_ctx_train=_count(kv, f"{arch}.context_length", name, 0),
         rope_freq_base=_float_or_none(_get(kv, f"{arch}.rope.freq_base")),
-        rope_scaling_type=_get(kv, f"{arch}.rope.scaling.type"),
+        rope_scaling_type=_str(kv, f"{arch}.rope.scaling.type"),
         rope_scaling_factor=_float_or_none(_get(kv, f"{arch}.rope.scaling.factor")),
-        rope_orig_ctx=_get(kv, f"{arch}.rope.scaling.original_context_length"),
+        rope_orig_ctx=_int(kv, f"{arch}.rope.scaling.original_context_length"),
         sliding_window=window,
         swa_layers=_swa_layers(kv, arch, n_layers, window),
         vocab_size=vocab_size,
-        tokenizer_model=_get(kv, "tokenizer.ggml.model"),
-        tokenizer_pre=_get(kv, "tokenizer.ggml.pre"),
-        chat_template=_get(kv, "tokenizer.chat_template"),
-        bos_token_id=_get(kv, "tokenizer.ggml.bos_token_id"),
-        eos_token_id=_get(kv, "tokenizer.ggml.eos_token_id"),
+        tokenizer_model=_str(kv, "tokenizer.ggml.model"),
+        tokenizer_pre=_str(kv, "tokenizer.ggml.pre"),
+        chat_template=_str(kv, "tokenizer.chat_template"),
+        bos_token_id=_int(kv, "tokenizer.ggml.bos_token_id"),
+        eos_token_id=_int(kv, "tokenizer.ggml.eos_token_id"),
         n_tensors=len(tensors),
         tensor_bytes=sum(t.nbytes for t in tensors),
         data_offset=parsed.data_offset,
@@ -753,11 +810,11 @@ def _float_or_none(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) else None
 
 
-def _split_of(path: str, kv: dict[str, Any]) -> SplitInfo | None:
-    count = _get(kv, "split.count")
-    if isinstance(count, int) and count > 1:
+def _split_of(path: str, kv: dict[str, Any], file_name: str) -> SplitInfo | None:
+    count = _count(kv, "split.count", file_name)
+    if count is not None and count > 1:
         by_name = split_paths(path)
-        index = int(_get(kv, "split.no", 0)) + 1
+        index = _count(kv, "split.no", file_name, 0) + 1
         if by_name is not None and by_name.count == count:
             return SplitInfo(index=index, count=count, paths=by_name.paths)
         return SplitInfo(index=index, count=count, paths=(path,))
@@ -829,13 +886,6 @@ def check(info: GGUFInfo) -> list[Problem]:
             f"{name} says it has 0 layers (block_count is 0); llama.cpp would abort while "
             "loading it.",
             code="no_layers",
-        ))  # fmt: skip
-    elif info.n_layers > LLAMA_MAX_LAYERS:
-        problems.append(Problem(
-            "error",
-            f"{name} says it has {info.n_layers} layers, more than llama.cpp's limit of "
-            f"{LLAMA_MAX_LAYERS}; llama.cpp would abort while loading it.",
-            code="too_many_layers",
         ))  # fmt: skip
     if info.n_head == 0 or info.n_embd == 0:
         problems.append(Problem(
