@@ -671,22 +671,28 @@ def _int(kv: dict[str, Any], key: str) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
+# Architectures whose sliding-window layers llama.cpp sizes by the window, and the period
+# of their pattern (every period-th layer is global), from llama-model.cpp. Any other
+# architecture is counted with a full-size cache on every layer, whatever the file says:
+# llama.cpp reads `sliding_window` only for the architectures it windows (for llama it
+# logs n_swa = 0), so counting such layers as windowed would make the KV estimate too
+# small; an architecture missing here is over-estimated, never under-estimated.
+SWA_ARCHITECTURES: dict[str, int] = {"gemma2": 2, "gemma3": 6, "cohere2": 4, "gpt-oss": 2}
+
+
 def _swa_layers(
     kv: dict[str, Any], arch: str, n_layers: int, window: int | None
 ) -> tuple[bool, ...]:
-    if not window:
+    period = SWA_ARCHITECTURES.get(arch)
+    if not window or not period:
         return (False,) * n_layers
     pattern = kv.get(f"{arch}.attention.sliding_window_pattern")
     if isinstance(pattern, tuple):  # per-layer flags
         flags = tuple(bool(x) for x in pattern[:n_layers])
         return flags + (False,) * (n_layers - len(flags))
-    if _is_count(pattern) and pattern > 0:  # every pattern-th layer is global
-        return tuple((i + 1) % pattern != 0 for i in range(n_layers))
-    # Known defaults from llama.cpp (llama-model.cpp) when the file gives only a window.
-    period = {"gemma2": 2, "gemma3": 6, "cohere2": 4, "gpt-oss": 2}.get(arch)
-    if period:
-        return tuple((i + 1) % period != 0 for i in range(n_layers))
-    return (True,) * n_layers
+    if _is_count(pattern) and pattern > 0:  # the file's own period
+        period = pattern
+    return tuple((i + 1) % period != 0 for i in range(n_layers))
 
 
 def read_info(path: str | os.PathLike[str]) -> GGUFInfo:
