@@ -823,6 +823,7 @@ def _split_of(path: str, kv: dict[str, Any], file_name: str) -> SplitInfo | None
         index = _count(kv, "split.no", file_name, 0) + 1
         if by_name is not None and by_name.count == count:
             return SplitInfo(index=index, count=count, paths=by_name.paths)
+        # Renamed: llama.cpp finds the other parts by the -0000i-of-0000N name only.
         return SplitInfo(index=index, count=count, paths=(path,))
     return None
 
@@ -869,7 +870,15 @@ def check(info: GGUFInfo) -> list[Problem]:
     """Problems in a readable file that would stop llama.cpp from loading it (or crash it)."""
     problems: list[Problem] = []
     name = os.path.basename(info.path)
-    if info.split is not None:
+    if info.split is not None and len(info.split.paths) != info.split.count:
+        problems.append(Problem(
+            "error",
+            f"{name} is part 1 of {info.split.count} of a split model, but its name does not "
+            f"end in -00001-of-{info.split.count:05d}.gguf, so llama.cpp cannot find the other "
+            "parts. Give every part its original name.",
+            code="split_name",
+        ))  # fmt: skip
+    elif info.split is not None:
         for missing in info.split.missing:
             m = split_paths(missing)
             which = f"Part {m.index} of {m.count}" if m else "A part"
