@@ -906,6 +906,8 @@ def check(info: GGUFInfo) -> list[Problem]:
         problems.append(Problem(
             "error", f"{name} has no attention heads or a zero embedding length.", code="no_heads"
         ))  # fmt: skip
+    else:
+        problems += _gqa_problems(info, name)
     if info.vocab_size == 0 and info.tokenizer_model not in (None, "none"):
         problems.append(Problem("error", f"{name} has an empty vocabulary.", code="no_vocab"))
     for part in info.files:
@@ -918,6 +920,23 @@ def check(info: GGUFInfo) -> list[Problem]:
                 code="truncated",
             ))  # fmt: skip
     return problems
+
+
+def _gqa_problems(info: GGUFInfo, name: str) -> list[Problem]:
+    """Grouped-query attention needs the KV heads to divide the heads of each layer:
+    otherwise ggml aborts the loading process (GGML_ASSERT in ggml_mul_mat)."""
+    heads = _per_layer(
+        info.metadata, f"{info.architecture}.attention.head_count", info.n_layers, 0, name
+    )
+    for layer, (n_head, n_kv) in enumerate(zip(heads, info.n_head_kv, strict=True)):
+        if n_kv and n_head % n_kv:
+            return [Problem(
+                "error",
+                f"{name} has {n_head} attention heads but {n_kv} KV heads in layer {layer}; "
+                "the KV heads must divide the heads, or llama.cpp aborts while loading it.",
+                code="bad_gqa",
+            )]  # fmt: skip
+    return []
 
 
 def inspect(path: str | os.PathLike[str], check_vocab: bool = True) -> Inspection:
