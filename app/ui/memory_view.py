@@ -1,0 +1,127 @@
+"""A per-device picture of what a model will cost: weights, KV cache, compute, overhead.
+
+One row per device (RAM, then each GPU): a stacked bar scaled to that device's free memory,
+with the free amount marked, so "does it fit" is visible at a glance and the parts that
+grow with the context (KV cache, compute) are told apart from the weights.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QPainter, QPalette, QPen
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from app.engine.gguf_info import human_bytes
+from app.engine.memory import Estimate
+
+# Colours chosen to read on light and dark backgrounds alike.
+PART_COLORS = {
+    "weights": QColor("#4C78A8"),
+    "KV cache": QColor("#F58518"),
+    "compute": QColor("#54A24B"),
+    "overhead": QColor("#9D9DA6"),
+}
+OVER_COLOR = QColor("#D62728")
+
+
+class MemoryBreakdown(QWidget):
+    """Stacked bars of an Estimate against free memory per device."""
+
+    ROW_H = 22
+    LABEL_W = 52
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("memoryBreakdown")
+        self._estimate: Estimate | None = None
+        self._free: list[int] = []
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setMinimumWidth(220)
+
+    def set_estimate(self, estimate: Estimate | None, free: list[int]) -> None:
+        """`free`: free bytes of RAM, then of each GPU, in the estimate's device order."""
+        self._estimate = estimate
+        self._free = list(free)
+        self.setToolTip(self.describe())
+        self.updateGeometry()
+        self.update()
+
+    def describe(self) -> str:
+        """The same figures as text (tooltip, accessibility, tests)."""
+        if self._estimate is None:
+            return ""
+        lines = []
+        for i, d in enumerate(self._estimate.devices):
+            free = self._free[i] if i < len(self._free) else 0
+            lines.append(
+                f"{d.device}: {human_bytes(d.total)} of {human_bytes(free)} free — weights "
+                f"{human_bytes(d.weights)}, KV cache {human_bytes(d.kv)}, compute "
+                f"{human_bytes(d.compute)}, overhead {human_bytes(d.overhead)}"
+            )
+        return "\n".join(lines)
+
+    def _rows(self) -> int:
+        return len(self._estimate.devices) if self._estimate else 0
+
+    def sizeHint(self) -> QSize:
+        return QSize(320, max(1, self._rows()) * (self.ROW_H + 18) + 22)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(220, self.sizeHint().height())
+
+    def paintEvent(self, _event) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        text = self.palette().color(QPalette.ColorRole.WindowText)
+        muted = QColor(text)
+        muted.setAlphaF(0.65)
+        track = QColor(text)
+        track.setAlphaF(0.10)
+        if self._estimate is None:
+            painter.setPen(muted)
+            painter.drawText(
+                self.rect(), Qt.AlignmentFlag.AlignCenter, "Open a model to see its cost"
+            )
+            return
+        width = self.width() - self.LABEL_W - 8
+        y = 2
+        for i, device in enumerate(self._estimate.devices):
+            free = self._free[i] if i < len(self._free) else 0
+            scale_to = max(free, device.total, 1)
+            bar = QRectF(self.LABEL_W, y, width, self.ROW_H)
+            painter.setPen(text)
+            painter.drawText(QRectF(0, y, self.LABEL_W - 6, self.ROW_H),
+                             Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+                             device.device)  # fmt: skip
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(track)
+            painter.drawRoundedRect(bar, 4, 4)
+            x = bar.left()
+            parts = (("weights", device.weights), ("KV cache", device.kv),
+                     ("compute", device.compute), ("overhead", device.overhead))  # fmt: skip
+            for name, size in parts:
+                w = bar.width() * size / scale_to
+                if w <= 0:
+                    continue
+                painter.setBrush(PART_COLORS[name])
+                painter.drawRect(QRectF(x, bar.top(), w, bar.height()))
+                x += w
+            free_x = bar.left() + bar.width() * free / scale_to
+            over = device.total > free
+            painter.setPen(QPen(OVER_COLOR if over else text, 2))
+            painter.drawLine(int(free_x), int(bar.top() - 2), int(free_x), int(bar.bottom() + 2))
+            painter.setPen(OVER_COLOR if over else muted)
+            caption = f"{human_bytes(device.total)} needed · {human_bytes(free)} free"
+            if over:
+                caption += " · does not fit"
+            painter.drawText(QRectF(self.LABEL_W, bar.bottom() + 1, width, 16),
+                             Qt.AlignmentFlag.AlignLeft, caption)  # fmt: skip
+            y += self.ROW_H + 18
+        x = float(self.LABEL_W)
+        for name, color in PART_COLORS.items():
+            painter.setBrush(color)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.drawRect(QRectF(x, y + 4, 10, 10))
+            painter.setPen(muted)
+            painter.drawText(QRectF(x + 14, y, 90, 18), Qt.AlignmentFlag.AlignVCenter, name)
+            x += 14 + painter.fontMetrics().horizontalAdvance(name) + 14
