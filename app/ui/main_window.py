@@ -122,6 +122,9 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._build_status_bar()
         self._connect_engine()
+        from app.ui.extensions import install_all
+
+        install_all(self)
 
         self._memory_timer = QTimer(self)
         self._memory_timer.setInterval(3000)
