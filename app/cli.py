@@ -83,6 +83,13 @@ def main(argv: list[str]) -> int:
         except KeyboardInterrupt:
             print("\nInterrupted.", file=sys.stderr)
             return 130
+        except BrokenPipeError:
+            # `hearth list | head`: the reader left; not an error. Point stdout at devnull so
+            # the interpreter's final flush does not raise again.
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     args = gui_parser().parse_args(argv)
     if args.self_test:
         from app.selftest import run_self_test

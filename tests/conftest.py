@@ -25,6 +25,7 @@ def hearth_home(tmp_path_factory, monkeypatch) -> Path:
     """Point Hearth's config, data and cache folders at a fresh tmp dir for each test."""
     home = tmp_path_factory.mktemp("hearth-home")
     monkeypatch.setenv("HEARTH_HOME", str(home))
+    monkeypatch.delenv("HEARTH_MODELS_DIR", raising=False)
     return home
 
 
