@@ -28,9 +28,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -138,9 +138,7 @@ class FakeHub:
         return f"http://{self.host}:{self._server.server_address[1]}"
 
     def start(self) -> FakeHub:
-        server = ThreadingHTTPServer((self.host, 0), _Handler)
-        server.daemon_threads = True
-        server.block_on_close = False
+        server = _Server((self.host, 0), _Handler)
         server.hub = self  # type: ignore[attr-defined]
         self._server = server
         self._thread = threading.Thread(
@@ -281,6 +279,16 @@ def _tree_entry(f: FakeFile) -> dict:
     if f.lfs:
         entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": 134}
     return entry
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return  # a client that was killed or went away: expected here, not news
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -556,9 +564,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._sendfile(key, src, start, end)
 
     def _sendfile(self, key: str, src, pos: int, end: int) -> None:
-        out = self.connection.fileno()
+        # socket.sendfile, not os.sendfile: the socket has a timeout, so its fd is
+        # non-blocking and os.sendfile would fail with EAGAIN whenever the client lags.
         while pos < end:
-            n = os.sendfile(out, src.fileno(), pos, min(end - pos, _SENDFILE_CHUNK))
+            n = self.connection.sendfile(src, pos, min(end - pos, _SENDFILE_CHUNK))
             if n == 0:
                 break
             pos += n
