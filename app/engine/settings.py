@@ -389,7 +389,8 @@ def validate(
             f"multiples of {CTX_ALIGN}).",
             "ctx_rounded", "n_ctx",
         ))  # fmt: skip
-    if settings.n_batch > settings.n_ctx and "n_batch" not in _fields(problems):
+    # Against the rounded context: llama.cpp cuts the batch to what it really allocates.
+    if settings.n_batch > settings.normalized().n_ctx and "n_batch" not in _fields(problems):
         problems.append(Problem(
             "warning",
             f"Batch size {settings.n_batch:,} is larger than the context; it will be "
