@@ -280,6 +280,15 @@ def fit(
     host_need = est.host.total
     if gpu_free and not gpu_ok:
         partial = estimate(info, dataclasses.replace(settings, n_gpu_layers=best_ngl), gpu_free)
+        if partial.host.total <= ram_available and best_ngl == 0:
+            return Fit(
+                "partial",
+                "Runs on the CPU only: not one layer fits in the GPU's free memory "
+                f"({human_bytes(max(gpu_free))}); needs {human_bytes(partial.host.total)} "
+                "of RAM.",
+                0,
+                partial,
+            )
         if partial.host.total <= ram_available:
             return Fit(
                 "partial",
