@@ -7,6 +7,7 @@ data); each hostile test changes one thing in it.
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any
 
@@ -118,7 +119,82 @@ def minimal_tensors() -> tuple[list[bytes], bytes, int]:
     return table, data, sum(int(np.prod(s)) * 4 for s in shapes.values())
 
 
-def minimal_model(**overrides: tuple[int, Any] | None) -> bytes:
+def minimal_model(arch: str = "llama", **overrides: tuple[int, Any] | None) -> bytes:
     """A complete small valid GGUF (see minimal_kvs for overrides)."""
     table, data, _ = minimal_tensors()
-    return build(minimal_kvs(**overrides), table, data)
+    return build(minimal_kvs(arch, **overrides), table, data)
+
+
+def qwen25_7b_like() -> bytes:
+    """The metadata of Qwen2.5-7B (28 layers, 28 heads, 4 KV heads of 128, 32k context,
+    152k vocabulary) over the minimal model's tiny tensors: the KV cache follows from the
+    metadata alone."""
+    return minimal_model(
+        "qwen2",
+        ARCH__block_count=(U32, 28),
+        ARCH__embedding_length=(U32, 3584),
+        ARCH__feed_forward_length=(U32, 18944),
+        ARCH__attention__head_count=(U32, 28),
+        ARCH__attention__head_count_kv=(U32, 4),
+        ARCH__context_length=(U32, 32768),
+        ARCH__vocab_size=(U32, 152064),
+        tokenizer__ggml__model=(STR, "gpt2"),
+        tokenizer__ggml__tokens=None,
+        general__name=(STR, "Qwen2.5-7B-like"),
+    )
+
+
+def write_gemma3(
+    path: str | os.PathLike[str], n_layers: int = 6, window: int = 256, n_head_kv: int = 2
+) -> str:
+    """A gemma3 model real llama.cpp loads and runs with its sliding-window cache: every
+    6th layer global, the others windowed. Random weights, the bigram's SPM vocabulary."""
+    import gguf
+
+    from app.engine import testmodels
+
+    n_embd, n_head, head, n_ff = 256, 4, 64, 256
+    w = gguf.GGUFWriter(os.fspath(path), "gemma3")
+    w.add_context_length(8192)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(n_layers)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head_kv)
+    w.add_key_length(head)
+    w.add_value_length(head)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_rope_freq_base(10000.0)
+    w.add_sliding_window(window)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    tokens, scores, types = testmodels.spm_vocab(testmodels.ModelSpec())
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    rng = np.random.default_rng(0)
+
+    def rand(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * 0.02).astype(np.float32)
+
+    ones = np.ones(n_embd, np.float32)
+    w.add_tensor("token_embd.weight", rand(len(tokens), n_embd))
+    w.add_tensor("output_norm.weight", ones)
+    for i in range(n_layers):
+        for name, arr in [
+            ("attn_norm", ones), ("attn_q", rand(n_head * head, n_embd)),
+            ("attn_k", rand(n_head_kv * head, n_embd)), ("attn_v", rand(n_head_kv * head, n_embd)),
+            ("attn_output", rand(n_embd, n_head * head)),
+            ("attn_q_norm", np.ones(head, np.float32)), ("attn_k_norm", np.ones(head, np.float32)),
+            ("post_attention_norm", ones), ("ffn_norm", ones), ("ffn_gate", rand(n_ff, n_embd)),
+            ("ffn_up", rand(n_ff, n_embd)), ("ffn_down", rand(n_embd, n_ff)),
+            ("post_ffw_norm", ones),
+        ]:  # fmt: skip
+            w.add_tensor(f"blk.{i}.{name}.weight", arr)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return os.fspath(path)
