@@ -17,12 +17,26 @@ import os
 import queue
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QThread, Signal
 
-from app.engine import protocol as p
-from app.engine.settings import LoadSettings, SamplingSettings
+if TYPE_CHECKING:
+    from app.engine.settings import LoadSettings, SamplingSettings
+
+# The protocol module is imported on first use (in the engine thread, after the window has
+# painted): it is not needed to draw the window.
+p: Any = None
+
+
+def _protocol():
+    global p
+    if p is None:
+        from app.engine import protocol
+
+        p = protocol
+    return p
+
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +77,12 @@ class EngineThread(QThread):
         self._stop = False
 
     def run(self) -> None:
+        _protocol()
         from app.engine.supervisor import EngineNotRunning, Supervisor
 
         self.supervisor = Supervisor(in_process=self.in_process)
         try:
-            ready = self.supervisor.start()
-            self.event_received.emit(ready)
+            self.supervisor.start()  # its Ready event also comes through next_event()
         except EngineNotRunning as e:
             self.start_failed.emit(str(e))
         pending_rid, pending, first_at = None, [], 0.0
@@ -105,8 +119,6 @@ class EngineThread(QThread):
 
                 try:
                     self.supervisor.restart(reload=ctl.reload)
-                    if self.supervisor.ready is not None:
-                        self.event_received.emit(self.supervisor.ready)
                 except EngineNotRunning as e:
                     self.start_failed.emit(str(e))
 
@@ -164,6 +176,7 @@ class EngineClient(QObject):
     # --- commands -------------------------------------------------------------------
 
     def _send(self, cmd: Any) -> bool:
+        _protocol()
         sup = self._thread.supervisor
         if sup is None or not sup.alive:
             self.error.emit(p.Error("The engine is not running. Restart it from the banner."))
@@ -178,6 +191,7 @@ class EngineClient(QObject):
         return True
 
     def load(self, path: str, settings: LoadSettings) -> str | None:
+        _protocol()
         cmd = p.Load(os.fspath(path), settings)
         if self._send(cmd):
             self.loading = self.last_load = cmd
@@ -187,9 +201,10 @@ class EngineClient(QObject):
         return None
 
     def unload(self) -> None:
-        self._send(p.Unload())
+        self._send(_protocol().Unload())
 
     def generate(self, messages, sampling: SamplingSettings) -> str | None:
+        _protocol()
         cmd = p.Generate(messages=tuple(messages), sampling=sampling)
         if self._send(cmd):
             self.generating = cmd.request_id
@@ -198,6 +213,7 @@ class EngineClient(QObject):
         return None
 
     def count_tokens(self, messages) -> str | None:
+        _protocol()
         cmd = p.CountTokens(messages=tuple(messages))
         return cmd.request_id if self._send(cmd) else None
 
@@ -219,7 +235,7 @@ class EngineClient(QObject):
 
     def _on_start_failed(self, message: str) -> None:
         self._set_state(EngineState.STOPPED)
-        self.error.emit(p.Error(message))
+        self.error.emit(_protocol().Error(message))
 
     def _on_event(self, ev: Any) -> None:
         if isinstance(ev, p.Ready):
