@@ -85,7 +85,11 @@ def _size(text: str) -> int:
 def run_estimate(args: argparse.Namespace) -> int:
     result = gguf_info.inspect(args.file)
     if result.info is None:
-        print_problems(result.problems)
+        if args.json:  # still JSON on stdout, for scripts that parse it
+            problems = [_problem_dict(p) for p in result.problems]
+            print(json.dumps({"path": result.path, "usable": False, "problems": problems}))
+        else:
+            print_problems(result.problems)
         return EXIT_FAIL
     info = result.info
     load = settings.from_args(settings.LoadSettings, args)
@@ -111,7 +115,8 @@ def run_estimate(args: argparse.Namespace) -> int:
         print_problems(problems)
     if bad_settings:
         return EXIT_USAGE
-    return EXIT_OK if result.usable and verdict.verdict != "no" else EXIT_FAIL
+    # 'tight' (not free now) fails too: exit 0 means it can be loaded as it is.
+    return EXIT_OK if result.usable and verdict.ok else EXIT_FAIL
 
 
 def format_estimate(
@@ -144,14 +149,15 @@ def format_estimate(
         verdict.message,
         "",
         f"KV cache at context {s.n_ctx:,}, and the largest context that fits:",
-        f"{'K = V type':<14}{'KV cache':>12}{'largest context':>18}",
+        f"{'K = V type':<14}{'KV cache':>12}  largest context",
     ]
     for row in table:
         name = row.kv_type + (" (FA)" if row.flash_attn else "")
         largest = f"{row.largest_context:,}" if row.largest_context else "none"
         if info.n_ctx_train and row.largest_context >= info.n_ctx_train:
             largest += " (trained max)"
-        lines.append(f"{name:<14}{human_bytes(row.kv_bytes):>12}{largest:>18}")
+        # Left-aligned after a gap: "4,096 (trained max)" is wider than any fixed column.
+        lines.append(f"{name:<14}{human_bytes(row.kv_bytes):>12}  {largest}")
     return "\n".join(lines)
 
 
