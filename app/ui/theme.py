@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 
-from PySide6.QtCore import QByteArray, QObject, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QByteArray, QDir, QObject, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QGuiApplication,
@@ -105,6 +105,17 @@ def build_palette(colours: dict[str, str]) -> QPalette:
     return palette
 
 
+def register_image_paths() -> None:
+    """Let stylesheets name theme images as url(hearthlight:check.svg) or url(hearthdark:...).
+
+    A relative url() in a stylesheet resolves against the working directory, so the themes
+    use Qt search-path prefixes (letters only, Qt insists), pointed at themes/<mode>/. One prefix per
+    theme, not one for both, so that a switch never shows a cached image of the other theme.
+    """
+    for name in resources.THEMES:
+        QDir.setSearchPaths(f"hearth{name}", [str(resources.resource_path("themes", name))])
+
+
 class ThemeManager(QObject):
     """Keeps the application's theme: the chosen mode, and the OS's scheme when following it.
 
@@ -156,6 +167,7 @@ class ThemeManager(QObject):
         if name == _current and self._qapp.styleSheet():
             return
         _current = name
+        register_image_paths()
         if self._qapp.style().name().lower() != "fusion":
             self._qapp.setStyle("Fusion")
         self._qapp.setPalette(build_palette(resources.theme_palette(name)))
