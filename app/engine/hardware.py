@@ -95,11 +95,30 @@ def llama_gpu_backend() -> str | None:
 def offload_gpus() -> list[GPU]:
     """The GPUs llama.cpp can offload to: NVML's GPUs when the build has CUDA, else none.
 
-    HEARTH_FAKE_VRAM (bytes, comma-separated per GPU) stands in for GPUs in demos and tests
-    of the estimate; it is never used to load."""
-    fake = os.environ.get("HEARTH_FAKE_VRAM")
-    if fake:
-        return [GPU(i, f"simulated GPU {i}", int(v), int(v)) for i, v in enumerate(fake.split(","))]
+    HEARTH_FAKE_VRAM (sizes like 8589934592 or 8G, comma-separated per GPU) stands in for
+    GPUs in demos and tests of the estimate; it is never used to load. A malformed value is
+    logged and ignored."""
+    fake = _fake_vram(os.environ.get("HEARTH_FAKE_VRAM", ""))
+    if fake is not None:
+        return [GPU(i, f"simulated GPU {i}", v, v) for i, v in enumerate(fake)]
     if llama_gpu_backend() != "cuda":
         return []
     return gpus()
+
+
+def _fake_vram(text: str) -> list[int] | None:
+    if not text.strip():
+        return None
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    sizes = []
+    for part in text.split(","):
+        t = part.strip().upper().removesuffix("B").removesuffix("I")
+        try:
+            size = int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
+        except (ValueError, OverflowError):
+            size = -1
+        if size < 0:
+            _log_once(f"HEARTH_FAKE_VRAM={text!r} is not a list of sizes like 8G,4G: ignored")
+            return None
+        sizes.append(size)
+    return sizes
