@@ -115,6 +115,18 @@ def test_a_frozen_bundle_is_looked_in_first(monkeypatch, tmp_path):
         resources.resources_root.cache_clear()
 
 
+def test_finding_resources_loads_no_qt():
+    # The CLI and the build scripts use app.resources; it must not pull Qt in with it.
+    code = (
+        "import sys, app.resources as r; r.theme_palette('dark'); r.ui_icon_path('send'); "
+        "print(sorted(m for m in sys.modules if m.startswith(('PySide6', 'shiboken6'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
 def test_theme_helpers_reject_unknown_names():
     with pytest.raises(ValueError, match="sepia"):
         resources.theme_stylesheet("sepia")
@@ -542,15 +554,16 @@ def test_installed_wheel_finds_its_resources(tmp_path):
         shutil.copytree(REPO / name, source / name, ignore=ignore)
     wheels, target = tmp_path / "wheels", tmp_path / "site"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    # No build isolation: the venv's setuptools builds it, so no index is needed (offline).
+    build = ["wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(wheels)]
     subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", str(source), "-w", str(wheels)],
-        check=True, capture_output=True, cwd=tmp_path, timeout=240,
-    )  # fmt: skip
+        [*pip, *build, str(source)], check=True, capture_output=True, cwd=tmp_path, timeout=240
+    )
     (wheel,) = wheels.glob("hearth-*.whl")
+    install = ["install", "--no-deps", "--no-index", "--target", str(target)]
     subprocess.run(
-        [*pip, "install", "--no-deps", "--no-index", "--target", str(target), str(wheel)],
-        check=True, capture_output=True, cwd=tmp_path, timeout=240,
-    )  # fmt: skip
+        [*pip, *install, str(wheel)], check=True, capture_output=True, cwd=tmp_path, timeout=240
+    )
     # -S: no site-packages, so neither the checkout nor its editable install is importable;
     # app can only come from the installed copy.
     probe = (

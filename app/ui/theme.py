@@ -34,7 +34,7 @@ from PySide6.QtGui import (
 from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import QApplication, QWidget
 
-import app.ui.qt  # noqa: F401  (PySide6 first)
+import app.ui.qt  # noqa: F401  (pins QT_API for pyqtgraph and qasync)
 from app import resources
 
 MODES = ("system", "light", "dark")
@@ -64,7 +64,7 @@ def theme_color(name: str) -> QColor:
 
 
 def build_palette(colours: dict[str, str]) -> QPalette:
-    """A QPalette from a theme's named colours, for everything the stylesheet leaves to the style."""
+    """A QPalette from a theme's named colours: what the stylesheet leaves to the style."""
     role, group = QPalette.ColorRole, QPalette.ColorGroup
     palette = QPalette()
     for target, key in (
@@ -109,8 +109,9 @@ def register_image_paths() -> None:
     """Let stylesheets name theme images as url(hearthlight:check.svg) or url(hearthdark:...).
 
     A relative url() in a stylesheet resolves against the working directory, so the themes
-    use Qt search-path prefixes (letters only, Qt insists), pointed at themes/<mode>/. One prefix per
-    theme, not one for both, so that a switch never shows a cached image of the other theme.
+    use Qt search-path prefixes (letters only, Qt insists) pointed at themes/<mode>/. One
+    prefix per theme, not one for both, so a switch never shows the other theme's image
+    from Qt's pixmap cache.
     """
     for name in resources.THEMES:
         QDir.setSearchPaths(f"hearth{name}", [str(resources.resource_path("themes", name))])
