@@ -679,6 +679,10 @@ def _int(kv: dict[str, Any], key: str) -> int | None:
 # small; an architecture missing here is over-estimated, never under-estimated.
 SWA_ARCHITECTURES: dict[str, int] = {"gemma2": 2, "gemma3": 6, "cohere2": 4, "gpt-oss": 2}
 
+# Recurrent architectures without attention: their converters write head_count 0.
+ATTENTION_FREE_ARCHITECTURES = frozenset({"mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7",
+                                          "arwkv7"})  # fmt: skip
+
 
 def _swa_layers(
     kv: dict[str, Any], arch: str, n_layers: int, window: int | None
@@ -902,7 +906,8 @@ def check(info: GGUFInfo) -> list[Problem]:
             "loading it.",
             code="no_layers",
         ))  # fmt: skip
-    if info.n_head == 0 or info.n_embd == 0:
+    attention_free = info.architecture in ATTENTION_FREE_ARCHITECTURES
+    if (info.n_head == 0 and not attention_free) or info.n_embd == 0:
         problems.append(Problem(
             "error", f"{name} has no attention heads or a zero embedding length.", code="no_heads"
         ))  # fmt: skip

@@ -554,11 +554,25 @@ def test_wrong_type_in_display_fields_is_ignored(tmp_path):
     json.dumps(info.describe())
 
 
-def test_zero_and_negative_heads(tmp_path):
+def test_zero_heads(tmp_path):
     p = tmp_path / "h0.gguf"
     p.write_bytes(c.minimal_model(ARCH__attention__head_count=(c.U32, 0)))
     result = inspect(p)
     assert [e.code for e in result.errors] == ["no_heads"]
+    p.write_bytes(c.minimal_model(ARCH__embedding_length=(c.U32, 0)))
+    assert [e.code for e in inspect(p).errors] == ["no_heads"]
+
+
+@pytest.mark.parametrize("arch", ["mamba", "rwkv6", "rwkv7"])
+def test_attention_free_models_have_no_heads(tmp_path, arch):
+    """llama.cpp's converters write head_count 0 for Mamba and RWKV: that is not a fault."""
+    p = tmp_path / f"{arch}.gguf"
+    p.write_bytes(c.minimal_model(
+        arch, ARCH__attention__head_count=(c.U32, 0), ARCH__attention__head_count_kv=None,
+    ))  # fmt: skip
+    result = inspect(p)
+    assert result.usable, result.problems
+    assert (result.info.n_head, result.info.n_head_kv) == (0, (0, 0))
 
 
 def test_kv_heads_that_do_not_divide_heads(tmp_path):
