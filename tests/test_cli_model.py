@@ -179,3 +179,13 @@ def test_estimate_qwen25_7b_like_table(tmp_path):
         ["f16", "1.8", "GB"], ["q8_0", "(FA)", "952.0"], ["q4_0", "(FA)", "504.0"],
     ]  # fmt: skip
     assert "Architecture     qwen2" in hearth("inspect", path).stdout
+
+
+@pytest.mark.slow
+def test_usage_errors_and_version(tmp_path):
+    p = hearth("inspect")
+    assert p.returncode == 2 and "the following arguments are required: file" in p.stderr
+    p = hearth("inspect", tmp_path / "nothing.gguf")
+    assert p.returncode == 1 and p.stderr.startswith("error: There is no file at ")
+    p = hearth("--version")
+    assert p.returncode == 0 and p.stdout.startswith("Hearth ")
