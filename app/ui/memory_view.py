@@ -63,8 +63,24 @@ class MemoryBreakdown(QWidget):
     def _rows(self) -> int:
         return len(self._estimate.devices) if self._estimate else 0
 
+    def _legend_lines(self, width: int) -> int:
+        fm = self.fontMetrics()
+        x, lines = self.LABEL_W, 1
+        for name in PART_COLORS:
+            w = 14 + fm.horizontalAdvance(name) + 14
+            if x + w > width and x > self.LABEL_W:
+                lines, x = lines + 1, self.LABEL_W
+            x += w
+        return lines
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        return max(1, self._rows()) * (self.ROW_H + 18) + 20 * self._legend_lines(width) + 2
+
     def sizeHint(self) -> QSize:
-        return QSize(320, max(1, self._rows()) * (self.ROW_H + 18) + 22)
+        return QSize(320, self.heightForWidth(320))
 
     def minimumSizeHint(self) -> QSize:
         return QSize(220, self.sizeHint().height())
@@ -119,9 +135,12 @@ class MemoryBreakdown(QWidget):
             y += self.ROW_H + 18
         x = float(self.LABEL_W)
         for name, color in PART_COLORS.items():
+            w = 14 + painter.fontMetrics().horizontalAdvance(name) + 14
+            if x + w > self.width() and x > self.LABEL_W:  # wrap the legend when narrow
+                x, y = float(self.LABEL_W), y + 20
             painter.setBrush(color)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.drawRect(QRectF(x, y + 4, 10, 10))
             painter.setPen(muted)
             painter.drawText(QRectF(x + 14, y, 90, 18), Qt.AlignmentFlag.AlignVCenter, name)
-            x += 14 + painter.fontMetrics().horizontalAdvance(name) + 14
+            x += w

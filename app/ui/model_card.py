@@ -21,14 +21,10 @@ from app.engine.gguf_info import Inspection, human_bytes
 from app.engine.memory import Fit
 from app.engine.report import format_params, info_rows
 from app.ui.memory_view import MemoryBreakdown
+from app.ui.widgets import Notice
 
-VERDICT_ROLE = {"fits": "banner-info", "partial": "banner-info", "tight": "banner-warning",
+VERDICT_ROLE = {"fits": "banner-success", "partial": "banner-info", "tight": "banner-warning",
                 "no": "banner-error"}  # fmt: skip
-
-
-def _restyle(widget: QWidget) -> None:
-    widget.style().unpolish(widget)
-    widget.style().polish(widget)
 
 
 class ModelCard(QScrollArea):
@@ -57,6 +53,7 @@ class ModelCard(QScrollArea):
         self.title.setWordWrap(True)
         self.path_label = QLabel()
         self.path_label.setObjectName("cardPath")
+        self.path_label.setProperty("role", "muted")
         self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.path_label.setWordWrap(True)
         self.chips = QLabel()
@@ -65,17 +62,12 @@ class ModelCard(QScrollArea):
         outer.addWidget(self.path_label)
         outer.addWidget(self.chips)
 
-        self.problems = QLabel()
+        self.problems = Notice("banner-error")
         self.problems.setObjectName("cardProblems")
-        self.problems.setWordWrap(True)
-        self.problems.setProperty("role", "banner-error")
-        self.problems.setTextFormat(Qt.TextFormat.PlainText)
         outer.addWidget(self.problems)
 
-        self.verdict = QLabel()
+        self.verdict = Notice("banner-success")
         self.verdict.setObjectName("cardVerdict")
-        self.verdict.setWordWrap(True)
-        self.verdict.setTextFormat(Qt.TextFormat.PlainText)
         outer.addWidget(self.verdict)
         self.memory = MemoryBreakdown()
         outer.addWidget(self.memory)
@@ -127,8 +119,7 @@ class ModelCard(QScrollArea):
         warnings = [p.message for p in inspection.problems if not p.is_error]
         if errors or warnings:
             self.problems.setText("\n".join([*errors, *warnings]))
-            self.problems.setProperty("role", "banner-error" if errors else "banner-warning")
-            _restyle(self.problems)
+            self.problems.set_role("banner-error" if errors else "banner-warning")
             self.problems.show()
         else:
             self.problems.hide()
@@ -153,9 +144,8 @@ class ModelCard(QScrollArea):
             self.memory.set_estimate(None, [])
             return
         self.verdict.setText(fit.message)
-        self.verdict.setProperty("role", VERDICT_ROLE[fit.verdict])
+        self.verdict.set_role(VERDICT_ROLE[fit.verdict])
         self.verdict.setProperty("verdict", fit.verdict)
-        _restyle(self.verdict)
         self.verdict.show()
         self.memory.set_estimate(fit.estimate, free)
 

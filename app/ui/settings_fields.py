@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from app.engine.gguf_info import Problem
 from app.engine.settings import CTX_ALIGN, Option
+from app.ui.widgets import Notice
 
 
 class FieldEditor(QWidget):
@@ -52,10 +53,8 @@ class FieldEditor(QWidget):
         self._row.setSpacing(6)
         self._layout.addWidget(self.label)
         self._layout.addLayout(self._row)
-        self.message = QLabel()
+        self.message = Notice("banner-warning")
         self.message.setObjectName(f"problem_{name}")
-        self.message.setWordWrap(True)
-        self.message.setTextFormat(Qt.TextFormat.PlainText)
         self.action = QPushButton()
         self.action.setObjectName(f"action_{name}")
         self.action.setFlat(True)
@@ -83,9 +82,7 @@ class FieldEditor(QWidget):
             self.message.setText("")
             return
         self.message.setText(problem.message)
-        self.message.setProperty("role", "banner-error" if problem.is_error else "banner-warning")
-        self.message.style().unpolish(self.message)
-        self.message.style().polish(self.message)
+        self.message.set_role("banner-error" if problem.is_error else "banner-warning")
         self.message.show()
         if action:
             self.action.setText(action[0])
@@ -267,6 +264,7 @@ class ContextEditor(FieldEditor):
         self._row.addWidget(self.spin, 2)
         self.marks_label = QLabel()
         self.marks_label.setObjectName("ctxMarks")
+        self.marks_label.setProperty("role", "muted")
         self.marks_label.setWordWrap(True)
         self._layout.insertWidget(2, self.marks_label)
         self._syncing = False

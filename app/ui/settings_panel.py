@@ -30,6 +30,7 @@ from app.engine.gguf_info import GGUFInfo, Problem
 from app.engine.settings import LoadSettings, SamplingSettings
 from app.ui.memory_view import MemoryBreakdown
 from app.ui.settings_fields import ContextEditor, FieldEditor, make_editor
+from app.ui.widgets import Notice
 
 GROUP_TITLES = {
     "Context": "Context and attention",
@@ -84,10 +85,8 @@ class SettingsPanel(QWidget):
         self.verdict = QLabel()
         self.verdict.setObjectName("panelVerdict")
         self.verdict.setWordWrap(True)
-        self.general = QLabel()
+        self.general = Notice("banner-warning")
         self.general.setObjectName("panelProblems")
-        self.general.setWordWrap(True)
-        self.general.setProperty("role", "banner-warning")
         self.general.hide()
         outer.addWidget(self.memory)
         outer.addWidget(self.verdict)
@@ -132,6 +131,14 @@ class SettingsPanel(QWidget):
         ngl.addWidget(self.ngl_all)
         ngl.addWidget(self.ngl_fit)
         self.editors["n_gpu_layers"].layout().addLayout(ngl)
+        self.no_gpu = QLabel(
+            "Everything runs on the CPU: no NVIDIA GPU was found, or this llama.cpp was built "
+            "without a GPU backend (HEARTH_CMAKE_ARGS=-DGGML_CUDA=ON ./dev.sh run builds one)."
+        )
+        self.no_gpu.setObjectName("noGpuNote")
+        self.no_gpu.setWordWrap(True)
+        self.no_gpu.setProperty("role", "muted")
+        groups["Offload"].insertWidget(0, self.no_gpu)
 
         footer = QVBoxLayout()
         self.progress = QProgressBar()
@@ -255,6 +262,9 @@ class SettingsPanel(QWidget):
         has_gpu = bool(m.gpu_free)
         self.ngl_all.setVisible(has_gpu)
         self.ngl_fit.setVisible(has_gpu)
+        self.no_gpu.setVisible(not has_gpu)
+        for name in ("n_gpu_layers", "offload_kqv"):
+            self.editors[name].setEnabled(has_gpu)
         if has_gpu and self.fit is not None:
             self.ngl_fit.setText(f"Most that fit ({self.fit.n_gpu_layers})")
         self._update_buttons()
