@@ -10,7 +10,8 @@ parsers expect (hf_api.ModelInfo, RepoFile, the Link-header pager):
     POST /api/models/{repo}/paths-info/{rev}  the same for listed paths
     HEAD/GET /{repo}/resolve/{rev}/{file}     like the Hub: LFS files redirect (302, with
                                               X-Repo-Commit, X-Linked-Size, X-Linked-Etag) to
-    HEAD/GET /_cdn/{repo}/{sha}/{file}        a "CDN" that honours Range (206, Content-Range)
+    HEAD/GET /_cdn/{repo}/{sha}/{file}        a "CDN" (same server, named localhost) that
+                                              honours Range (206, Content-Range)
 
 Fault switches make the failures a downloader must survive: drop the connection at given
 offsets (each once), flip a byte, stall, ignore Range, throttle, answer 404 / 429 (with
@@ -122,6 +123,9 @@ class FakeHub:
         self.range_starts: dict[str, list[int]] = {}  # "repo/file" -> start of each GET
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, authorization)
         self.redirect_lfs = True
+        # The "CDN" is another host name for the same server, as on the real Hub: clients
+        # must not send the token there, and huggingface_hub stops at the redirect.
+        self.cdn_host = "localhost"
         self._forced: list[_Forced] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -136,6 +140,11 @@ class FakeHub:
     def url(self) -> str:
         assert self._server is not None, "start() the hub first"
         return f"http://{self.host}:{self._server.server_address[1]}"
+
+    @property
+    def cdn_url(self) -> str:
+        assert self._server is not None, "start() the hub first"
+        return f"http://{self.cdn_host}:{self._server.server_address[1]}"
 
     def start(self) -> FakeHub:
         server = _Server((self.host, 0), _Handler)
@@ -368,8 +377,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _repo(self, repo_id: str, rev: str | None) -> FakeRepo | None:
         repo = self.hub.repos.get(repo_id)
-        if repo is None:
-            self._error(404, "RepoNotFound", "Repository not found")
+        if repo is None:  # like the Hub: 401 to an anonymous caller (it might be private)
+            status = 404 if self.headers.get("Authorization") else 401
+            self._error(status, "RepoNotFound", "Repository not found")
             return None
         if rev not in (None, "main", repo.sha):
             self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
@@ -454,7 +464,8 @@ class _Handler(BaseHTTPRequestHandler):
         if tail[0] == "tree" and len(tail) >= 2:
             repo = self._repo(repo_id, tail[1])
             if repo:
-                self._json(200, self._tree(repo, "/".join(tail[2:]), "recursive" in q))
+                recursive = q.get("recursive", ["false"])[0].lower() == "true"
+                self._json(200, self._tree(repo, "/".join(tail[2:]), recursive))
             return
         if tail[0] == "paths-info" and len(tail) >= 2 and method == "POST":
             repo = self._repo(repo_id, tail[1])
@@ -512,7 +523,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "X-Linked-Size": str(f.size),
                 "X-Linked-Etag": f'"{f.sha256}"',
                 "ETag": f'"{f.sha256}"',
-                "Location": f"{self.hub.url}/_cdn/{repo_id}/{repo.sha}/{quote(name)}",
+                "Location": f"{self.hub.cdn_url}/_cdn/{repo_id}/{repo.sha}/{quote(name)}",
             })  # fmt: skip
             self.send_response(302)
             for k, v in common.items():

@@ -890,7 +890,11 @@ class _FileTransfer:
         if status >= 500 or status == 408:
             return _Retry("server", f"Hugging Face answered HTTP {status} for {self.name}.")
         err = hub.error_for_status(
-            status, self.req.repo_id, has_token=bool(self.job.token), what=self.f.name
+            status,
+            self.req.repo_id,
+            has_token=bool(self.job.token),
+            what=self.f.name,
+            error_code=resp.getheader("X-Error-Code"),
         )
         kind = err.kind if err.kind in FAILURE_KINDS else "server"
         return _Failure(kind, err.message)

@@ -156,8 +156,10 @@ def error_for_status(
     has_token: bool,
     retry_after: float | None = None,
     what: str | None = None,
+    error_code: str | None = None,
 ) -> HubError:
-    """The HubError for an HTTP status from the Hub about `repo_id` (`what`: a file in it)."""
+    """The HubError for an HTTP status from the Hub about `repo_id` (`what`: a file in it);
+    `error_code` is the Hub's X-Error-Code header when it sent one."""
     subject = f"{what} in {repo_id}" if what else repo_id
     if status == 429:
         when = f"in {_seconds(retry_after)}" if retry_after is not None else "in a minute"
@@ -167,9 +169,11 @@ def error_for_status(
             retry_after,
             status,
         )
-    if status in (401, 403):
+    # The Hub answers 401, not 404, for a repo it will not name to an anonymous caller.
+    missing = error_code in ("RepoNotFound", "EntryNotFound", "RevisionNotFound")
+    if status in (401, 403) and not missing:
         return _gated_error(repo_id, status, has_token)
-    if status == 404:
+    if status == 404 or missing:
         return HubError(
             f"Hugging Face has no {subject}. Check the name; a private repo also needs a "
             "token with access.",
@@ -231,6 +235,7 @@ def _hub_error(exc: BaseException, repo_id: str, has_token: bool) -> HubError:
             repo_id,
             has_token=has_token,
             retry_after=retry_after_seconds(r.headers.get("Retry-After")),
+            error_code=r.headers.get("X-Error-Code"),
         )
     if isinstance(exc, httpx2.TimeoutException):
         return HubError(

@@ -219,7 +219,7 @@ def test_pause_and_resume_continue_from_the_offset(fake_hub, big, make_manager):
     rec.wait_for(lambda e: isinstance(e, dl.Progress) and e.done >= MiB)
     t = time.monotonic()
     assert m.pause(did)
-    assert time.monotonic() - t < 0.1  # the caller (the GUI thread) never waits
+    assert time.monotonic() - t < 1  # the caller (the GUI thread) never waits
     paused = rec.wait_for(is_(dl.Paused))
     part = req.folder / (NAME + ".part")
     assert part.stat().st_size == paused.done > 0
@@ -312,6 +312,8 @@ def test_gated_with_a_granted_token_never_logs_it(
     assert state.status == "completed", state.message
     assert ("GET", f"/meta/Gated-GGUF/resolve/{gated.revision}/Tiny-Q4_K_M.gguf",
             "Bearer hf_granted_token") in fake_hub.requests  # fmt: skip
+    cdn = [auth for _m, path, auth in fake_hub.requests if path.startswith("/_cdn/")]
+    assert cdn and cdn == [None] * len(cdn)  # the token never leaves the Hub's host
     assert "hf_granted_token" not in caplog.text
     assert "hf_granted_token" not in repr(rec.events)
     for f in [*hearth_home.rglob("*"), *gated.folder.rglob("*")]:  # config, sidecars, ...
@@ -427,7 +429,7 @@ def test_public_methods_return_at_once_while_the_worker_is_stuck(fake_hub, big, 
     m.pause(other)
     m.snapshot()
     m.cancel(did)  # wakes the blocked recv()
-    assert time.monotonic() - t < 0.1
+    assert time.monotonic() - t < 1  # not the 20 s the worker is stuck for (a loaded CI)
     rec.wait_for(is_(dl.Cancelled), timeout=5)
 
 

@@ -256,3 +256,33 @@ def test_token_falls_back_to_the_hf_token_file(tmp_path, monkeypatch):
     assert hub.get_token() == "hf_filetoken"
     with pytest.raises(ValueError):
         hub.set_token("   ")
+
+
+def test_a_missing_repo_is_not_found_with_or_without_a_token(fake_hub, monkeypatch):
+    # Anonymous: the Hub says 401 RepoNotFound (it might be private), which is not "gated".
+    with pytest.raises(HubError) as e:
+        hub.repo_details("nobody/Nothing-GGUF")
+    assert e.value.kind == "not_found" and e.value.status == 401
+    monkeypatch.setenv("HF_TOKEN", "hf_some_token")
+    with pytest.raises(HubError) as e:
+        hub.repo_details("nobody/Nothing-GGUF")
+    assert e.value.kind == "not_found" and e.value.status == 404
+
+
+def test_the_fake_hub_answers_huggingface_hubs_own_calls(fake_hub):
+    """The endpoints the UI may use directly: the tree pager and file metadata (HEAD)."""
+    from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
+
+    repo = add_model_repo(fake_hub)
+    api = HfApi(endpoint=fake_hub.url)
+    tree = {f.path: f for f in api.list_repo_tree(repo.repo_id, recursive=True)}
+    shard = "BF16/Tiny-BF16-00001-of-00002.gguf"
+    assert tree[shard].lfs.sha256 == repo.files[shard].sha256
+    assert tree[shard].size == repo.files[shard].size
+    top = {f.path for f in api.list_repo_tree(repo.repo_id)}
+    assert "BF16" in top and shard not in top
+    url = hf_hub_url(repo.repo_id, "Tiny-Q8_0.gguf", revision=repo.sha, endpoint=fake_hub.url)
+    meta = get_hf_file_metadata(url)
+    assert meta.commit_hash == repo.sha
+    assert meta.etag == repo.files["Tiny-Q8_0.gguf"].sha256
+    assert meta.size == repo.files["Tiny-Q8_0.gguf"].size
