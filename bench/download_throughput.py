@@ -4,11 +4,13 @@ A 1 GB sparse GGUF-named file (zeros; no disk used on the server side) is served
 tests/fakehub.py in a separate process with no fault switches (sendfile). Each round
 downloads it once with curl (`curl -sSL -o`, following the Hub's redirect) and once with
 Hearth's DownloadManager (Range-capable GET, SHA-256 hashed while writing and verified, then
-moved into place), alternating which goes first; the output file is deleted after each.
-Reports the median MB/s, wall time and CPU time (user+sys of curl's process, of this process
-for Hearth) and the ratio Hearth/curl. The OS file cache stays warm (dropping it needs root).
+moved into place), alternating which goes first, after one untimed warm-up round; the output
+file is deleted after each. A third row is what a careful curl user runs to get the same
+guarantee: curl, then sha256sum. Reports the median MB/s, wall time and CPU time (user+sys of
+the child processes for curl, of this process for Hearth) and the ratio to plain curl. The OS
+file cache stays warm (dropping it needs root).
 
-    .venv/bin/python bench/download_throughput.py [--size-mb 1024] [--rounds 3]
+    .venv/bin/python bench/download_throughput.py [--size-mb 1024] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -54,9 +56,12 @@ def _cpu_children() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_curl(url: str, dest: Path) -> tuple[float, float]:
+def run_curl(url: str, dest: Path, sha256: str | None = None) -> tuple[float, float]:
     cpu0, t0 = _cpu_children(), time.perf_counter()
     subprocess.run(["curl", "-sSL", "--fail", "-o", str(dest), url], check=True)
+    if sha256:
+        out = subprocess.run(["sha256sum", str(dest)], check=True, capture_output=True, text=True)
+        assert out.stdout.split()[0] == sha256
     return time.perf_counter() - t0, _cpu_children() - cpu0
 
 
@@ -84,7 +89,7 @@ def _curl_version() -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-mb", type=int, default=1024, help="file size in MiB (default 1024)")
-    ap.add_argument("--rounds", type=int, default=3, help="downloads per tool (median shown)")
+    ap.add_argument("--rounds", type=int, default=5, help="downloads per tool (median shown)")
     args = ap.parse_args()
     if not shutil.which("curl"):
         raise SystemExit("curl is not installed (apt-get install curl)")
@@ -106,20 +111,24 @@ def main() -> int:
             (entry,) = details.models
             request = dl.DownloadRequest.for_entry(details, entry)
             resolve = f"{url}/{REPO}/resolve/{details.sha}/{NAME}"
-            results: dict[str, list[tuple[float, float]]] = {"curl": [], "Hearth": []}
-            for i in range(args.rounds):
-                order = ("curl", "Hearth") if i % 2 == 0 else ("Hearth", "curl")
+            sha = entry.files[0].sha256
+            tools = {
+                "curl": lambda dest: run_curl(resolve, dest),
+                "curl+sha256sum": lambda dest: run_curl(resolve, dest, sha),
+                "Hearth": lambda dest: run_hearth(request, dest),
+            }
+            results: dict[str, list[tuple[float, float]]] = {t: [] for t in tools}
+            for i in range(args.rounds + 1):  # round 0 warms up and is not counted
+                order = list(tools) if i % 2 == 0 else list(reversed(tools))
                 for tool in order:
                     dest = tmp_path / f"out-{tool}" / NAME
                     dest.parent.mkdir(exist_ok=True)
-                    if tool == "curl":
-                        wall, cpu = run_curl(resolve, dest)
-                    else:
-                        wall, cpu = run_hearth(request, dest)
+                    wall, cpu = tools[tool](dest)
                     assert dest.stat().st_size == size
                     dest.unlink()
-                    results[tool].append((wall, cpu))
-                    print(f"round {i + 1} {tool:<6} {size / MB / wall:8.0f} MB/s", file=sys.stderr)
+                    if i:
+                        results[tool].append((wall, cpu))
+                    print(f"round {i} {tool:<15} {size / MB / wall:6.0f} MB/s", file=sys.stderr)
         finally:
             parent.send("stop")
             server.join(10)
@@ -136,10 +145,14 @@ def _table(results, size: int, args) -> None:
     print("| downloader | MB/s | wall time | CPU time (user+sys) | vs curl |")
     print("|---|---:|---:|---:|---:|")
     curl_speed = size / med["curl"][0]
-    for tool in ("curl", "Hearth"):
+    names = {
+        "curl": "curl -sSL -o (no check)",
+        "curl+sha256sum": "curl, then sha256sum",
+        "Hearth": "Hearth DownloadManager (SHA-256 while writing)",
+    }
+    for tool, what in names.items():
         wall, cpu = med[tool]
         speed = size / wall
-        what = "curl -sSL -o" if tool == "curl" else "Hearth DownloadManager (+ SHA-256)"
         print(f"| {what} | {speed / MB:,.0f} | {wall:.2f} s | {cpu:.2f} s "
               f"| {speed / curl_speed:.2f}× |")  # fmt: skip
     cmd = " ".join(["bench/download_throughput.py", *sys.argv[1:]])

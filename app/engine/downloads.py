@@ -604,6 +604,7 @@ class DownloadManager:
             self._set(job, "cancelled", Cancelled(job.id))
 
     def endpoint(self) -> str:
+        """The Hub downloads come from: the constructor's, else HF_ENDPOINT now."""
         return (self._endpoint or hub.endpoint()).rstrip("/")
 
 
@@ -644,6 +645,8 @@ class _Download:
             if _size(final) == f.size and not _part_path(final).exists():
                 continue
             need += max(0, f.size - (_size(_part_path(final)) or 0))
+        if need == 0:
+            return
         try:
             free = self.m._disk_free(folder)
         except OSError as e:
@@ -666,16 +669,18 @@ class _FileTransfer:
         self.m, self.job, self.req, self.f, self.final = m, job, req, f, final
         self.part, self.side = _part_path(final), _sidecar_path(final)
         self.name = PurePosixPath(f.name).name
-        self.url = f"{m.endpoint()}/{req.repo_id}/resolve/{quote(req.revision, safe='')}/" + quote(
-            f.name
-        )
+        rev = quote(req.revision, safe="")
+        self.url = f"{m.endpoint()}/{req.repo_id}/resolve/{rev}/{quote(f.name)}"
         self.offset = 0
         self.hasher = _Checksum(f)
         self.meter = _Meter()
         self.last_progress = 0.0
 
     def run(self) -> None:
-        self.final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _Failure("disk", f"Cannot create {self.final.parent}: {_why(e)}.") from None
         with _PartFile(self.part) as pf, _HashPipe(self.hasher, self.m.chunk_size) as pipe:
             self.pf, self.pipe = pf, pipe
             self._prepare()
@@ -748,6 +753,8 @@ class _FileTransfer:
     # --- attempts -------------------------------------------------------------------------
 
     def _with_retries(self) -> None:
+        if self.offset == self.f.size:  # complete on disk already (stopped before the check)
+            return
         failures = 0
         while True:
             self._stop_check()
