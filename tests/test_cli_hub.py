@@ -147,7 +147,7 @@ def test_progress_printer_prints_plain_lines_to_a_pipe():
 
 # --- a real process ------------------------------------------------------------------------
 
-BIG_REPO, BIG_NAME, BIG_SIZE = "hearth-test/Big-GGUF", "Big-Q8_0.gguf", 8 * MiB
+BIG_REPO, BIG_NAME, BIG_SIZE = "hearth-test/Big-GGUF", "Big-Q8_0.gguf", 6 * MiB
 
 
 def _pull(fake_hub, tmp_path) -> subprocess.Popen:  # noqa: F811
@@ -178,11 +178,11 @@ def _wait_for_part(part: Path, at_least: int, proc: subprocess.Popen, timeout=20
 def test_pull_killed_then_run_again_resumes_from_the_offset(fake_hub, tmp_path):  # noqa: F811
     content = big_gguf_bytes(BIG_SIZE)
     fake_hub.add_repo(BIG_REPO, {BIG_NAME: content})
-    faults = fake_hub.fault(BIG_REPO, BIG_NAME, rate=4 * MiB)
+    faults = fake_hub.fault(BIG_REPO, BIG_NAME, rate=2 * MiB)
     part = tmp_path / "models" / (BIG_NAME + ".part")
 
     proc = _pull(fake_hub, tmp_path)
-    _wait_for_part(part, 2 * MiB, proc)
+    _wait_for_part(part, MiB + MiB // 2, proc)
     proc.send_signal(signal.SIGKILL)  # no chance to clean up or pause
     proc.wait(10)
     kept = part.stat().st_size
@@ -205,7 +205,7 @@ def test_pull_killed_then_run_again_resumes_from_the_offset(fake_hub, tmp_path):
 @pytest.mark.slow
 def test_pull_ctrl_c_pauses_and_says_how_to_resume(fake_hub, tmp_path):  # noqa: F811
     fake_hub.add_repo(BIG_REPO, {BIG_NAME: big_gguf_bytes(BIG_SIZE)})
-    fake_hub.fault(BIG_REPO, BIG_NAME, rate=4 * MiB)
+    fake_hub.fault(BIG_REPO, BIG_NAME, rate=2 * MiB)
     part = tmp_path / "models" / (BIG_NAME + ".part")
     proc = _pull(fake_hub, tmp_path)
     _wait_for_part(part, MiB, proc)
