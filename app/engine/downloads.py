@@ -146,12 +146,16 @@ class DownloadEvent:
 
 @dataclass(frozen=True)
 class Queued(DownloadEvent):
+    """Added to the queue (or listed paused, after a restart)."""
+
     request: DownloadRequest
     paused: bool = False  # added paused (resume_pending(start=False))
 
 
 @dataclass(frozen=True)
 class Started(DownloadEvent):
+    """A file began transferring: from 0, or resumed from a part on disk."""
+
     file: str
     offset: int  # > 0: resumed from a part already on disk
     total: int
@@ -159,6 +163,8 @@ class Started(DownloadEvent):
 
 @dataclass(frozen=True)
 class Progress(DownloadEvent):
+    """Bytes on disk, at most every progress_interval seconds per file."""
+
     file: str
     done: int  # bytes of this file on disk
     total: int
@@ -170,17 +176,21 @@ class Progress(DownloadEvent):
 
 @dataclass(frozen=True)
 class Paused(DownloadEvent):
+    """Stopped by pause() or close(); the part and its sidecar are kept."""
+
     done: int  # bytes of the request on disk (kept)
     total: int
 
 
 @dataclass(frozen=True)
 class Resumed(DownloadEvent):
-    pass
+    """Queued again by resume(); Started follows when the worker takes it."""
 
 
 @dataclass(frozen=True)
 class Retrying(DownloadEvent):
+    """A drop, stall, 429 or 5xx: the worker waits `delay` s and resumes with Range."""
+
     file: str
     attempt: int  # 1-based count of consecutive failures without progress
     max_attempts: int
@@ -191,16 +201,22 @@ class Retrying(DownloadEvent):
 
 @dataclass(frozen=True)
 class Verifying(DownloadEvent):
+    """All bytes are in; the hash is being compared with the Hub's."""
+
     file: str
 
 
 @dataclass(frozen=True)
 class Completed(DownloadEvent):
+    """Verified and moved into place."""
+
     paths: tuple[Path, ...]  # in shard order; load the first
 
 
 @dataclass(frozen=True)
 class Failed(DownloadEvent):
+    """Stopped for good until resume(); `message` is the sentence to show."""
+
     message: str
     kind: str  # one of FAILURE_KINDS
     file: str | None = None
@@ -208,7 +224,7 @@ class Failed(DownloadEvent):
 
 @dataclass(frozen=True)
 class Cancelled(DownloadEvent):
-    pass
+    """Stopped, and its partial files are deleted."""
 
 
 @dataclass(frozen=True)
@@ -341,10 +357,12 @@ class DownloadManager:
     # --- public API (any thread; never blocks on I/O) ---------------------------------------
 
     def add_listener(self, listener: Listener) -> None:
+        """Also call `listener` with every event (on the events thread)."""
         with self._lock:
             self._listeners.append(listener)
 
     def remove_listener(self, listener: Listener) -> None:
+        """Stop calling `listener`."""
         with self._lock:
             if listener in self._listeners:
                 self._listeners.remove(listener)
@@ -434,6 +452,7 @@ class DownloadManager:
         self._outbox.put(("task", scan))
 
     def state(self, download_id: str) -> DownloadState | None:
+        """A snapshot of one download, or None if this manager never had it."""
         with self._lock:
             job = self._jobs.get(download_id)
             return self._snapshot(job) if job else None
