@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from app.ui.main_window import MainWindow
 
 # "module:function" of each installer, in the order they are installed.
-INSTALLERS: list[str] = []
+INSTALLERS: list[str] = [
+    "app.ui.graph:install",
+]
 
 
 def install_all(window: MainWindow) -> None:

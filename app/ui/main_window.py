@@ -100,6 +100,7 @@ class MainWindow(QMainWindow):
 
     model_opened = Signal(str)  # path of the model whose card is showing
     model_refused = Signal(str, str)  # path, the reason shown
+    started = Signal()  # start() ran: panes that sample or poll begin now, after first paint
 
     def __init__(self, engine: EngineClient | None = None, in_process: bool = False):
         super().__init__()
@@ -269,6 +270,7 @@ class MainWindow(QMainWindow):
         self.engine.start()
         self.refresh_machine()
         self.refresh_library()
+        self.started.emit()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self._save_layout()

@@ -1,0 +1,260 @@
+"""Wires the resource graph into the main window: the Sampler, the dock, the status-bar
+sparklines, and the engine's and settings panel's signals.
+
+Start-up stays light: installing creates a QDockWidget with a placeholder, an action and
+the sparkline widget, nothing more. The Sampler (numpy, psutil) is made when the window
+starts (`MainWindow.started`, after the first paint), and the pyqtgraph plots (~0.5 s to
+import) the first time the dock is shown after that. The sampler thread stops when the
+window closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import QDockWidget, QLabel, QToolBar
+
+from app.engine.protocol import Crashed, Finished, Loaded
+from app.ui.graph import colours
+from app.ui.graph.markers import TokenCounter, crash_label, loaded_label, settings_change
+from app.ui.graph.sparkline import StatusSparkline
+
+if TYPE_CHECKING:
+    from app.engine.monitor import Sampler
+    from app.ui.graph.plots import GraphView
+    from app.ui.main_window import MainWindow
+
+log = logging.getLogger(__name__)
+
+SAMPLE_INTERVAL_S = 0.25  # the Sampler's tick (tests make it shorter)
+SETTINGS_QUIET_MS = 1500  # one marker for a burst of edits (a spin box being scrolled)
+
+
+class GraphController(QObject):
+    """Owns the Sampler and the graph's widgets for one main window."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.setObjectName("graphController")
+        self.window = window
+        self.sampler: Sampler | None = None
+        self.view: GraphView | None = None
+        self.tokens = TokenCounter()
+        self.token_cpu_s = 0.0  # GUI-thread CPU spent feeding tokens to the sampler (bench)
+        self._estimate: tuple[int | None, list[int]] = (None, [])
+        self._settings_base = None  # (LoadSettings, SamplingSettings) of the last marker
+        self._build_dock()
+        self._build_sparkline()
+        self._settings_timer = QTimer(self)
+        self._settings_timer.setSingleShot(True)
+        self._settings_timer.setInterval(SETTINGS_QUIET_MS)
+        self._settings_timer.timeout.connect(self._mark_settings)
+        self._connect()
+        window.installEventFilter(self)
+
+    # --- widgets --------------------------------------------------------------------
+
+    def _build_dock(self) -> None:
+        w = self.window
+        self.dock = QDockWidget("Resources", w)
+        self.dock.setObjectName("graphDock")
+        self.placeholder = QLabel("The resource graph starts with the engine…")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.dock.setWidget(self.placeholder)
+        w.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.dock)
+        self.dock.hide()
+        self.dock.visibilityChanged.connect(self._on_dock_visibility)
+        a = self.action = self.dock.toggleViewAction()
+        a.setObjectName("graphAction")
+        a.setText("Resource graph")
+        a.setShortcut(QKeySequence("Ctrl+G"))
+        a.setToolTip("Show or hide the resource graph: memory, load, tokens per second (Ctrl+G)")
+        try:
+            from app.ui.theme import ui_icon
+
+            a.setIcon(ui_icon("graph"))
+        except Exception as e:  # an icon is a nicety; the action works without it
+            log.debug("no graph icon: %s", e)
+        w.addAction(a)
+        w.view_menu.addAction(a)
+        bar = w.findChild(QToolBar, "mainToolbar")
+        if bar is not None:
+            bar.addAction(a)
+
+    def _build_sparkline(self) -> None:
+        self.sparkline = StatusSparkline()
+        self.sparkline.clicked.connect(self.show_dock)
+        self.sparkline.hide()  # until the sampler runs
+        self.window.statusBar().addPermanentWidget(self.sparkline)
+
+    def show_dock(self) -> None:
+        """Show the graph dock and bring it to the front."""
+        self.dock.show()
+        self.dock.raise_()
+
+    # --- lifetime -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start sampling (the window started). Imports numpy and psutil, ~0.1 s."""
+        if self.sampler is not None:
+            return
+        from app.engine.monitor import Sampler
+
+        sampler = self.sampler = Sampler(interval_s=SAMPLE_INTERVAL_S)
+        sampler.set_worker_pid(self.window.engine.worker_pid)
+        sampler.start()
+        self.window.destroyed.connect(lambda *_: sampler.stop())  # in case no Close came
+        self.sparkline.set_sampler(self.sampler)
+        self.sparkline.show()
+        if self.dock.isVisible():
+            QTimer.singleShot(0, self, self._build_view)
+
+    def stop(self) -> None:
+        """Stop sampling and drawing (the window closes)."""
+        self._settings_timer.stop()
+        self.sparkline.stop()
+        if self.view is not None:
+            self.view.stop()
+        if self.sampler is not None:
+            self.sampler.stop()
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if obj is self.window and event.type() == QEvent.Type.Close:
+            self.stop()
+        return False
+
+    def _on_dock_visibility(self, visible: bool) -> None:
+        if visible and self.view is None and self.sampler is not None:
+            # After this event: the dock is laid out first, then pyqtgraph loads.
+            QTimer.singleShot(0, self, self._build_view)
+
+    def _build_view(self) -> None:
+        if self.view is not None or self.sampler is None:
+            return
+        began = time.perf_counter()
+        from app.ui.graph.plots import GraphView
+
+        self.view = GraphView(self.sampler)
+        self.view.set_estimate(*self._estimate)
+        self.dock.setWidget(self.view)
+        self.placeholder.deleteLater()
+        # Four rows of plots need room: two fifths of the window the first time.
+        height = max(self.view.minimumSizeHint().height(), self.window.height() * 2 // 5)
+        self.window.resizeDocks([self.dock], [height], Qt.Orientation.Vertical)
+        log.info("graph dock built in %.0f ms", 1000 * (time.perf_counter() - began))
+
+    # --- signals --------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        w, e = self.window, self.window.engine
+        w.started.connect(self.start)
+        e.ready.connect(self._on_ready)
+        e.loaded.connect(self._on_loaded)
+        e.unloaded.connect(self._on_unloaded)
+        e.crashed.connect(self._on_crashed)
+        e.tokens.connect(self._on_tokens)
+        e.finished.connect(self._on_finished)
+        panel = w.settings_panel
+        panel.settings_edited.connect(self._on_settings_edited)
+        panel.fit_changed.connect(self._on_fit_changed)
+        w.model_opened.connect(self._on_model_opened)
+        try:
+            from PySide6.QtWidgets import QApplication
+
+            from app.ui.theme import ThemeManager
+
+            manager = QApplication.instance().findChild(ThemeManager, "hearth-theme-manager")
+            if manager is not None:
+                manager.theme_changed.connect(self._on_theme_changed)
+        except Exception as e:  # no theme module yet: the palette-change event still works
+            log.debug("graph: no theme manager (%s)", e)
+
+    def _on_ready(self, ready) -> None:
+        if self.sampler is not None:
+            self.sampler.set_worker_pid(ready.pid)
+
+    def _event(self, kind: str, label: str) -> None:
+        if self.sampler is not None:
+            self.sampler.add_event(kind, label)
+
+    def _on_loaded(self, loaded: Loaded) -> None:
+        self._event("load", loaded_label(loaded))
+        panel = self.window.settings_panel
+        if (
+            panel.fit is not None
+            and panel.model_path
+            and (os.path.abspath(panel.model_path) == os.path.abspath(loaded.path))
+        ):
+            self._set_estimate(panel.fit)
+        self._settings_base = (panel.load_settings(), panel.sampling_settings())
+
+    def _on_unloaded(self) -> None:
+        self._event("unload", "unloaded")
+        self._set_estimate(self.window.settings_panel.fit)
+
+    def _on_crashed(self, crash: Crashed) -> None:
+        self._event("crash", crash_label(crash))
+        if self.sampler is not None:
+            self.sampler.set_worker_pid(None)
+        self._set_estimate(self.window.settings_panel.fit)
+
+    def _on_tokens(self, _rid: str, text: str) -> None:
+        # See TokenCounter: a chunk is every token of one frame; its count is estimated.
+        sampler = self.sampler
+        if sampler is None:
+            return
+        began = time.thread_time()
+        now = time.monotonic()
+        for _ in range(self.tokens.count(text)):
+            sampler.on_token(now)
+        self.token_cpu_s += time.thread_time() - began
+
+    def _on_finished(self, finished: Finished) -> None:
+        t = finished.timings
+        if t is None or self.sampler is None:
+            return
+        self.sampler.on_request_finished(
+            t.prompt_tps if t.prompt_eval_tokens and t.prompt_ms > 0 else None,
+            t.gen_tps if t.decode_tokens and t.decode_ms > 0 else None,
+            t.ttft_s if t.completion_tokens else None,
+        )
+        self.tokens.calibrate(finished.text, t.completion_tokens)
+
+    def _on_model_opened(self, _path: str) -> None:
+        panel = self.window.settings_panel
+        self._settings_base = (panel.load_settings(), panel.sampling_settings())
+        self._settings_timer.stop()
+
+    def _on_settings_edited(self, _load, _sampling) -> None:
+        self._settings_timer.start()
+
+    def _mark_settings(self) -> None:
+        panel = self.window.settings_panel
+        now = (panel.load_settings(), panel.sampling_settings())
+        label = settings_change(self._settings_base, now)
+        self._settings_base = now
+        if label is not None:
+            self._event("settings", label)
+
+    def _on_fit_changed(self, fit, _free) -> None:
+        if self.window.engine.loaded_model is None:  # loaded: the line is the loaded model's
+            self._set_estimate(fit)
+
+    def _set_estimate(self, fit) -> None:
+        if fit is None:
+            self._estimate = (None, [])
+        else:
+            self._estimate = (fit.estimate.host.total, [g.total for g in fit.estimate.gpus])
+        if self.view is not None:
+            self.view.set_estimate(*self._estimate)
+
+    def _on_theme_changed(self, _name: str) -> None:
+        palette = colours.palette()
+        self.sparkline.set_palette(palette)
+        if self.view is not None:
+            self.view.set_palette(palette)
