@@ -23,7 +23,7 @@ _BUILT_IN = {
     },
 }  # fmt: skip
 
-# Which palette colour draws which series. GPUs past the second reuse the list.
+# Which palette colour draws which series.
 SERIES = {
     "ram.used": "info",
     "rss.hearth": "success",
@@ -38,7 +38,10 @@ SERIES = {
     "estimate": "muted",
     "marker": "muted",
 }
-GPU_KEYS = ("warning", "danger", "success", "info")
+# GPU i: the theme's "info" colour turned round the colour wheel by these fractions
+# (purple, teal, magenta, olive from a blue), as the palette has no more distinct hues:
+# its accent, warning and danger are all orange-reds.
+GPU_HUE_TURNS = (0.15, -0.12, 0.3, -0.25)
 
 
 def theme_name() -> str:
@@ -70,5 +73,13 @@ def series_colour(name: str, colours: dict[str, str]) -> QColor:
     """The colour of a series name (gpu<i>.* by GPU index)."""
     if name.startswith("gpu"):
         index = int(name[3:].split(".", 1)[0])
-        return QColor(colours[GPU_KEYS[index % len(GPU_KEYS)]])
+        return gpu_colour(index, colours)
     return QColor(colours[SERIES.get(name, "text")])
+
+
+def gpu_colour(index: int, colours: dict[str, str]) -> QColor:
+    """GPU `index`'s colour: distinct from the RAM, Hearth and engine curves in both themes."""
+    base = QColor(colours["info"])
+    hue, sat, light, _ = base.getHslF()
+    turn = GPU_HUE_TURNS[index % len(GPU_HUE_TURNS)]
+    return QColor.fromHslF((hue + turn) % 1.0, sat, light)
