@@ -116,7 +116,8 @@ def test_dock_is_hidden_at_first_and_ctrl_g_the_toolbar_and_the_sparkline_show_i
     g = window.graph
     assert not g.dock.isVisible() and g.view is None
     assert g.action in window.view_menu.actions()
-    assert g.sampler is not None and g.sampler.running
+    qtbot.waitUntil(lambda: g.sampler is not None, timeout=5000)  # imported off the GUI thread
+    assert g.sampler.running
     # The compact mode runs from the start, the dock's plots do not.
     qtbot.waitUntil(lambda: g.sparkline.refreshes > 0, timeout=5000)
     assert g.sparkline.isVisible()
@@ -322,6 +323,7 @@ def test_sparkline_follows_the_sampler_only_while_visible(qtbot, nvml, window):
 
 
 def test_closing_the_window_stops_the_sampler_thread(qtbot, nvml, window):
+    qtbot.waitUntil(lambda: window.graph.sampler is not None, timeout=5000)
     sampler = window.graph.sampler
     assert sampler.running
     window.close()
@@ -424,6 +426,7 @@ def test_token_counter_estimates_chunks_and_learns_from_finished_replies():
 
 
 def test_finished_timings_become_request_points(qtbot, nvml, window):
+    qtbot.waitUntil(lambda: window.graph.sampler is not None, timeout=5000)
     sampler = window.graph.sampler
     timings = Timings(0.25, 40, 40, 100.0, 50, 49, 980.0)
     window.engine.finished.emit(Finished("gen-1", "stop", "x" * 200, timings))
@@ -433,3 +436,43 @@ def test_finished_timings_become_request_points(qtbot, nvml, window):
     assert list(r["tps.gen.request"]) == [pytest.approx(50.0)]
     assert list(r["ttft"]) == [0.25]
     assert not math.isnan(r["ttft"][0])
+
+
+def test_a_window_closed_before_the_sampler_is_ready_starts_no_thread(qtbot, nvml):
+    from app.ui.main_window import MainWindow
+
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.graph.start()  # the import goes to the thread pool...
+    w.graph.stop()  # ...and the window closes before it is back
+    from app.ui import background
+
+    assert background.wait_all(10_000)
+    qtbot.waitUntil(lambda: not w.graph._starting, timeout=5000)
+    assert w.graph.sampler is None
+
+
+def test_draws_only_new_samples_and_paces_them_to_the_budget(qtbot):
+    from app.engine.monitor import Sampler
+    from app.ui.graph import plots
+
+    sampler = Sampler(interval_s=0.25)  # no thread: the test takes the samples
+    view = plots.GraphView(sampler)
+    qtbot.addWidget(view)
+    sampler.sample_once()
+    view.refresh(force=True)
+    assert view.refreshes == 1 and view.draw_cost_s > 0
+    # The next draw waits for the cost to fit the budget, and for a new sample.
+    assert view.draw_interval_s >= max(plots.MIN_DRAW_S, view.draw_cost_s / plots.DRAW_BUDGET)
+    view._next_draw_at = 0.0
+    view.refresh()
+    assert view.refreshes == 1  # nothing new to draw
+    sampler.sample_once()
+    view.refresh()
+    assert view.refreshes == 2
+    sampler.sample_once()
+    view.refresh()  # new, but too soon after the last draw
+    assert view.refreshes == 2
+    assert [plots.nice_ceil(v) for v in (0, 0.7, 1.0, 1.1, 7.3e9, 96)] == [
+        1.0, 0.8, 1.0, 1.2, 8e9, 100
+    ]  # fmt: skip

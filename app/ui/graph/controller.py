@@ -2,10 +2,10 @@
 sparklines, and the engine's and settings panel's signals.
 
 Start-up stays light: installing creates a QDockWidget with a placeholder, an action and
-the sparkline widget, nothing more. The Sampler (numpy, psutil) is made when the window
-starts (`MainWindow.started`, after the first paint), and the pyqtgraph plots (~0.5 s to
-import) the first time the dock is shown after that. The sampler thread stops when the
-window closes.
+the sparkline widget, nothing more. The Sampler is made when the window starts
+(`MainWindow.started`, after the first paint; numpy and psutil are imported on the thread
+pool), and the pyqtgraph plots (~0.5 s to import) the first time the dock is shown after
+that. The sampler thread stops when the window closes.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QToolBar
 
 from app.engine.protocol import Crashed, Finished, Loaded
+from app.ui.background import BackgroundOp
 from app.ui.graph import colours
 from app.ui.graph.markers import TokenCounter, crash_label, loaded_label, settings_change
 from app.ui.graph.sparkline import StatusSparkline
@@ -35,6 +36,12 @@ SAMPLE_INTERVAL_S = 0.25  # the Sampler's tick (tests make it shorter)
 SETTINGS_QUIET_MS = 1500  # one marker for a burst of edits (a spin box being scrolled)
 
 
+def _import_sampler() -> type[Sampler]:
+    from app.engine.monitor import Sampler
+
+    return Sampler
+
+
 class GraphController(QObject):
     """Owns the Sampler and the graph's widgets for one main window."""
 
@@ -48,6 +55,7 @@ class GraphController(QObject):
         self.token_cpu_s = 0.0  # GUI-thread CPU spent feeding tokens to the sampler (bench)
         self._estimate: tuple[int | None, list[int]] = (None, [])
         self._settings_base = None  # (LoadSettings, SamplingSettings) of the last marker
+        self._starting = self._stopped = False
         self._build_dock()
         self._build_sparkline()
         self._settings_timer = QTimer(self)
@@ -100,22 +108,32 @@ class GraphController(QObject):
     # --- lifetime -------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start sampling (the window started). Imports numpy and psutil, ~0.1 s."""
-        if self.sampler is not None:
+        """Start sampling (the window started). numpy and psutil are imported on the
+        thread pool (~0.1-0.3 s that the GUI thread does not wait for)."""
+        if self.sampler is not None or self._starting or self._stopped:
             return
-        from app.engine.monitor import Sampler
+        self._starting = True
+        BackgroundOp(self, _import_sampler, self._start_sampler).failure(
+            lambda e: log.warning("no resource graph: the monitor did not start: %s", e)
+        ).run()
 
-        sampler = self.sampler = Sampler(interval_s=SAMPLE_INTERVAL_S)
+    def _start_sampler(self, sampler_class: type[Sampler]) -> None:
+        self._starting = False
+        if self._stopped:  # the window closed meanwhile
+            return
+        sampler = self.sampler = sampler_class(interval_s=SAMPLE_INTERVAL_S)
         sampler.set_worker_pid(self.window.engine.worker_pid)
         sampler.start()
         self.window.destroyed.connect(lambda *_: sampler.stop())  # in case no Close came
         self.sparkline.set_sampler(self.sampler)
         self.sparkline.show()
+        self.placeholder.setText("Loading the graph…")
         if self.dock.isVisible():
             QTimer.singleShot(0, self, self._build_view)
 
     def stop(self) -> None:
-        """Stop sampling and drawing (the window closes)."""
+        """Stop sampling and drawing for good (the window closes)."""
+        self._stopped = True
         self._settings_timer.stop()
         self.sparkline.stop()
         if self.view is not None:
