@@ -61,11 +61,17 @@ def create_application(argv: list[str] | None = None):
 
 def run_gui(args: argparse.Namespace) -> int:
     """Open the main window (with the given model files) and run the event loop."""
+    from app.ui import instance
 
+    # Hearth already running (same user and HEARTH_HOME): the files go to its window.
+    claim = instance.claim(getattr(args, "files", []) or [])
+    if claim.forwarded:
+        return 0
     qapp = create_application()
     from app.ui.main_window import MainWindow
 
     window = MainWindow(in_process=getattr(args, "engine_in_process", False))
+    claim.serve(qapp, window)
 
     def after_first_paint() -> None:
         window.start()
