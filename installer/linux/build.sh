@@ -11,9 +11,9 @@
 # and checks the bundle with `hearth --self-test` before packaging it.
 #
 # Options: --dist DIR / --work DIR (instead of dist/ and build/), --reuse-bundle,
-# --no-self-test, --no-deb, --no-tar, --fast (gzip the .deb instead of xz: ~15 s instead of
-# ~2 min on 2 cores, 86 MB instead of 64 MB). Uses .venv (made by ./dev.sh setup when missing) and
-# installs PyInstaller into it from pyproject's `bundle` extra when it is not there.
+# --no-self-test, --no-deb, --no-tar, --fast (gzip the .deb instead of xz: ~35 s instead of
+# ~1.5 min on 2 cores, 85 MB instead of 64 MB). Uses .venv (made by ./dev.sh setup when
+# missing) and installs PyInstaller into it from pyproject's `bundle` extra when needed.
 #
 # The bundle runs on Linux distributions with a glibc at least as new as the build machine's
 # (the .deb's Depends says which): build on the oldest system you want to support.
