@@ -21,8 +21,6 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QMainWindow,
     QProgressBar,
     QPushButton,
@@ -101,6 +99,7 @@ class MainWindow(QMainWindow):
     model_opened = Signal(str)  # path of the model whose card is showing
     model_refused = Signal(str, str)  # path, the reason shown
     started = Signal()  # start() ran: panes that sample or poll begin now, after first paint
+    library_scanned = Signal(object)  # list[LocalModel]: the library after refresh_library()
 
     def __init__(self, engine: EngineClient | None = None, in_process: bool = False):
         super().__init__()
@@ -174,10 +173,7 @@ class MainWindow(QMainWindow):
         p.reset_requested.connect(self._reset_settings)
         p.fit_changed.connect(self.card.set_fit)
 
-        self.models_list = QListWidget()
-        self.models_list.setObjectName("modelsList")
-        self.models_list.itemActivated.connect(self._on_model_item)
-        self.models_list.itemClicked.connect(self._on_model_item)
+        # app.ui.browser replaces this dock's content with the library view.
         self.models_dock = QDockWidget("Models", self)
         self.models_dock.setObjectName("modelsDock")
         models = QWidget()
@@ -186,7 +182,7 @@ class MainWindow(QMainWindow):
         open_button = QPushButton("Open model…")
         open_button.clicked.connect(self.open_dialog)
         ml.addWidget(open_button)
-        ml.addWidget(self.models_list, 1)
+        ml.addStretch(1)
         self.models_dock.setWidget(models)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.models_dock)
 
@@ -318,23 +314,9 @@ class MainWindow(QMainWindow):
 
     def refresh_library(self) -> None:
         lib = self.library()
-        BackgroundOp(self, lib.scan, self._show_library).failure(
+        BackgroundOp(self, lib.scan, self.library_scanned.emit).failure(
             lambda e: self.statusBar().showMessage(f"Could not scan the model folders: {e}", 8000)
         ).run()
-
-    def _show_library(self, models) -> None:
-        self.models_list.clear()
-        for m in models:
-            text = m.name + (f"  ·  {m.quant}" if m.quant else "")
-            item = QListWidgetItem(text)
-            item.setData(Qt.ItemDataRole.UserRole, m.path)
-            item.setToolTip(m.problem or m.path)
-            if m.problem:
-                item.setForeground(Qt.GlobalColor.gray)
-            self.models_list.addItem(item)
-
-    def _on_model_item(self, item: QListWidgetItem) -> None:
-        self.open_model(item.data(Qt.ItemDataRole.UserRole))
 
     # --- opening models -------------------------------------------------------------
 
