@@ -271,7 +271,9 @@ def test_unfinished_download_from_an_earlier_run_is_listed_paused(qtbot, leftove
     assert hub.starts(REPO, "Tiny-Q8_0.gguf") == [0, kept]  # resumed where it stopped
 
 
-def test_library_delete_only_for_hearths_files(qtbot, win, hub, tmp_path, bigram_models):
+def test_library_delete_only_for_hearths_files(
+    qtbot, win, hub, tmp_path, bigram_models, monkeypatch
+):
     w = win
     lib = w.browser.library_panel
     mine = tmp_path / "mine" / "my-model.gguf"
@@ -292,6 +294,10 @@ def test_library_delete_only_for_hearths_files(qtbot, win, hub, tmp_path, bigram
     assert not delete.isEnabled()
     assert "did not download this model" in delete.toolTip()
     assert lib.action(menu, "libraryForget").isEnabled()
+    revealed = []
+    monkeypatch.setattr("app.ui.browser.library_view.open_folder", revealed.append)
+    lib.action(menu, "libraryReveal").trigger()
+    assert revealed == [str(mine.parent)]
 
     ours = lib.model_at(str(owned))
     menu = lib.menu_for(ours)

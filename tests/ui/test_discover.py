@@ -151,3 +151,27 @@ def test_enter_on_a_result_opens_the_repo(qtbot, page, hub):
         qtbot.keyClick(page.results, Qt.Key.Key_Return)
     assert opened.args == [shown(page)[2]]
     assert page.repo_view.title.text() == shown(page)[2]
+
+
+def test_model_card_renders_without_html_and_never_fetches(qtbot):
+    from PySide6.QtCore import QUrl
+
+    from app.ui.browser.card_view import CardView, render_card
+
+    text = (
+        "<div align='center'><script>alert(1)</script><img src='http://x/banner.png'></div>\n\n"
+        "![logo](http://x/logo.png) [ok](https://hf.co/x) [bad](javascript:alert(1))\n\n"
+        "| a | b |\n|---|---|\n| 1 | 2 |\n\n```\n<b>kept</b>\n```\n"
+    )
+    html = render_card(text)
+    assert "<script" not in html and "<img" not in html and "<div" not in html
+    assert '<a href="http://x/logo.png">[logo]</a>' in html  # an image is a link, not fetched
+    assert 'href="javascript' not in html  # refused: it stays as text
+    assert "&lt;b&gt;kept&lt;/b&gt;" in html  # code keeps its text, escaped
+    assert '<table border="1"' in html
+    view = CardView()
+    qtbot.addWidget(view)
+    view.set_markdown(text, {k: "#000000" for k in (
+        "accent", "code_background", "text", "surface_alt", "muted", "border")})  # fmt: skip
+    assert "logo" in view.toPlainText() and "kept" in view.toPlainText()
+    assert view.loadResource(2, QUrl("http://x/logo.png")) is None
