@@ -81,6 +81,11 @@ class PillDelegate(QStyledItemDelegate):
         )
 
 
+def _link(url: str, text: str) -> str:
+    """A link in the theme's accent colour (named in the tag, so a theme switch shows)."""
+    return f'<a href="{url}" style="color: {paint.colour("accent").name()}">{text}</a>'
+
+
 class ElidedLabel(QLabel):
     """A one-line label that shrinks with its pane and elides instead of pushing it wider."""
 
@@ -154,13 +159,15 @@ class GatedNotice(QFrame):
         self.button = QPushButton("Enter token…")
         self.button.setObjectName("gatedTokenButton")
         self.button.clicked.connect(self.token_clicked)
+        self._shown: tuple[str, str, bool] = ("", "", False)
         layout.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignTop)
         layout.addWidget(self.label, 1)
         layout.addWidget(self.button, 0, Qt.AlignmentFlag.AlignVCenter)
 
     def show_for(self, repo_id: str, url: str, has_token: bool) -> None:
         self.apply_theme()
-        link = f'<a href="{url}">request access on its page</a>'
+        self._shown = (repo_id, url, has_token)
+        link = _link(url, "request access on its page")
         if has_token:
             text = (
                 f"<b>{repo_id} is gated.</b> Hearth will send your saved Hugging Face token; "
@@ -307,7 +314,7 @@ class RepoView(QWidget):
         self.title.setText(details.repo_id)
         self.lock.setVisible(details.gated)
         url = hub.repo_url(details.repo_id)
-        self.hub_link.setText(f'<a href="{url}">Open on Hugging Face ↗</a>')
+        self.hub_link.setText(_link(url, "Open on Hugging Face ↗"))
         self.subtitle.setText(self._subtitle(details))
         if details.gated:
             self.gated.show_for(details.repo_id, url, has_token)
@@ -347,8 +354,13 @@ class RepoView(QWidget):
         self.lock.setPixmap(
             paint.lock_pixmap(20, paint.colour("warning"), self.devicePixelRatioF())
         )
-        self.gated.apply_theme()
         from app import resources
+        from app.engine import hub
+
+        # Rich-text links keep the colour they were laid out with: lay them out again.
+        self.hub_link.setText(_link(hub.repo_url(self.details.repo_id), "Open on Hugging Face ↗"))
+        if self.details.gated:
+            self.gated.show_for(*self.gated._shown)
 
         colours = resources.theme_palette(current_theme())
         self.card.set_markdown(self.details.card_body, colours)
