@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -67,8 +68,8 @@ class LlamaBench:
         repetitions: int = 1,
         timeout: float = 900,
     ) -> dict[str, float]:
-        """One llama-bench invocation: pp<n_prompt> and tg<n_gen> tok/s (mean over its
-        `repetitions`, after llama-bench's own warm-up run)."""
+        """One llama-bench invocation: pp<n_prompt> and tg<n_gen> tok/s, the median of its
+        `repetitions` (after llama-bench's own warm-up run)."""
         cmd = [
             str(self.path),
             "-m", str(model),
@@ -81,6 +82,7 @@ class LlamaBench:
             "-ctv", type_v,
             "-fa", "1" if flash_attn else "0",
             "-ngl", "0",
+            "-lm", "mmap",  # as llama-cpp-python's use_mmap=True
             "-r", str(repetitions),
             "-o", "json",
         ]  # fmt: skip
@@ -90,17 +92,12 @@ class LlamaBench:
             raise RuntimeError(f"llama-bench failed ({out.returncode}): " + " | ".join(tail))
         result: dict[str, float] = {}
         for row in json.loads(out.stdout):
+            ts = float(statistics.median(row.get("samples_ts") or [row["avg_ts"]]))
             if row.get("n_prompt", 0) > 0 and row.get("n_gen", 0) == 0:
-                result["pp"] = float(row["avg_ts"])
+                result["pp"] = ts
             elif row.get("n_gen", 0) > 0 and row.get("n_prompt", 0) == 0:
-                result["tg"] = float(row["avg_ts"])
+                result["tg"] = ts
         return result
-
-    def command(self, threads: int) -> str:
-        return (
-            f"llama-bench -m MODEL -p 512 -n 128 -t {threads} -b 512 -ub 512 "
-            "-ctk K -ctv V -fa 0|1 -ngl 0"
-        )
 
 
 def _log(msg: str) -> None:
