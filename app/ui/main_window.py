@@ -98,6 +98,7 @@ class MainWindow(QMainWindow):
 
     model_opened = Signal(str)  # path of the model whose card is showing
     model_refused = Signal(str, str)  # path, the reason shown
+    closing = Signal()  # the window is closing: panes save their state before the engine stops
     started = Signal()  # start() ran: panes that sample or poll begin now, after first paint
     library_scanned = Signal(object)  # list[LocalModel]: the library after refresh_library()
 
@@ -269,6 +270,7 @@ class MainWindow(QMainWindow):
         self.started.emit()
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.closing.emit()
         self._save_layout()
         if self._save_timer.isActive():
             self._save_timer.stop()
