@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 # "module:function" of each installer, in the order they are installed.
 INSTALLERS: list[str] = [
     "app.ui.graph:install",
+    "app.ui.chat:install",
     "app.ui.browser:install",
 ]
 
