@@ -11,12 +11,16 @@ from app.engine.chats import ChatStore
 
 
 def load_model(qtbot, window, path, max_tokens: int = 14, **load) -> None:
-    """Open `path`, sample greedily (exact bigram text), load it with `load` settings."""
+    """Open `path`, sample greedily (exact bigram text), load it with `load` settings.
+
+    One thread unless told: the test models gain nothing from more, and on a busy
+    machine ggml's spinning thread barriers make each token wait on the scheduler."""
     with qtbot.waitSignal(window.model_opened, timeout=10_000):
         window.open_model(str(path))
     panel = window.settings_panel
     panel.editors["sampling.temperature"].set_value(0.0)
     panel.editors["sampling.max_tokens"].set_value(max_tokens)
+    load = {"n_threads": 1, "n_threads_batch": 1, **load}
     for name, value in load.items():
         panel.editors[name].set_value(value)
     with qtbot.waitSignal(window.engine.loaded, timeout=30_000):

@@ -343,3 +343,23 @@ def test_new_chat_starts_empty_and_keeps_the_old_one(qtbot, window, bigram_model
     saved = in_store(pane, lambda s: s.get_conversation(reply.conversation_id))
     assert saved.system_prompt == "Be terse." and saved.title == "Another topic"
     assert window.chats_panel.list.count() == 2
+
+
+def test_switching_away_and_back_while_a_reply_streams(qtbot, window, bigram_model):
+    pane = window.chat
+    full = testmodels.bigram_text(2001)  # not mid-"é": the engine completes a character
+    load_model(qtbot, window, bigram_model, max_tokens=2001)
+    with qtbot.waitSignal(pane.reply_started, timeout=30_000) as started:
+        press_enter(qtbot, pane, "Long one")
+    cid = pane.conversation.id
+    qtbot.waitUntil(lambda: len(pane.turn.text) > 100, timeout=30_000)
+    with qtbot.waitSignal(pane.reply_finished, timeout=60_000) as done:
+        with qtbot.waitSignal(pane.conversation_shown, timeout=5000):
+            window.new_chat_action.trigger()
+        assert pane.transcript.rows() == [] and pane.turn is not None  # it goes on meanwhile
+        with qtbot.waitSignal(pane.conversation_shown, timeout=5000):
+            pane.open_conversation(cid)
+        row = pane.transcript.row(started.args[0])
+        assert row.body.streaming and full.startswith(row.body.text) and len(row.body.text) > 100
+    assert done.args[0].content == full
+    assert row.body.plain_text() == full.strip() and not row.body.streaming

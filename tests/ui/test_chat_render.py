@@ -70,7 +70,9 @@ def test_tables_lists_and_links_render(renderer):
         "| a | b |\n|:--|--:|\n| 1 | 2 |\n\n- one\n- **two**\n\n[x](https://a.b)"
     ).html
     assert (
-        "<table" in out and "<th align='left' bgcolor='#F3EEE7'>a</th>" in out and "<td align='right'>2</td>" in out
+        "<table" in out
+        and "<th align='left' bgcolor='#F3EEE7'>a</th>" in out
+        and "<td align='right'>2</td>" in out
     )
     assert "<li><strong>two</strong></li>" in out
     assert '<a href="https://a.b"' in out
