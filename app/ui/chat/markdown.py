@@ -104,6 +104,8 @@ def split_think(text: str) -> list[Segment]:
 
 def strip_think(text: str) -> str:
     """A reply without its reasoning, as it goes back to the model in the conversation."""
+    if "think>" not in text:  # most replies: no need to parse
+        return text.strip()
     return "".join(s.text for s in split_think(text) if not s.think).strip()
 
 

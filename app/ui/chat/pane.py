@@ -222,7 +222,7 @@ class ChatPane(QObject):
         self.window.pages.setCurrentWidget(self.page)
         if reveal is not None:
             self.transcript.reveal(reveal)
-        self._refresh_meter()
+        QTimer.singleShot(0, self, self._refresh_meter)  # after the messages are painted
         self.conversation_shown.emit(conversation.id)
 
     def _rebuild_transcript(self) -> None:

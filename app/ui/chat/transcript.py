@@ -16,7 +16,7 @@ from app.engine.chats import Message
 from app.ui.chat.bubble import MessageRow
 from app.ui.chat.markdown import MarkdownRenderer
 
-PAGE = 24  # messages built at a time
+PAGE = 16  # messages built at a time: a few screens of replies
 COLUMN_WIDTH = 880  # the readable width of the conversation column
 FOLLOW_SLACK = 48  # px from the bottom that still counts as "at the bottom"
 
