@@ -111,6 +111,7 @@ QUICK_VARIANTS = ("f16", "q8_0-fa")
 @dataclass
 class Sample:
     round: int
+    rep: int = 0  # samples of one round and repetition ran back to back
     pp: float | None = None  # tok/s, llama_perf_context (llama-bench: its own)
     tg: float | None = None
     tg_client: float | None = None  # tok/s of the streamed pieces as the client receives them
@@ -121,12 +122,15 @@ class Sample:
 @dataclass
 class Results:
     samples: dict[tuple[str, str], list[Sample]] = field(default_factory=dict)
+    max_others: float = float("inf")  # samples more disturbed than this are left out...
 
     def add(self, variant: Variant, method: str, sample: Sample) -> None:
         self.samples.setdefault((variant.key, method), []).append(sample)
 
     def _get(self, variant: Variant, method: str) -> list[Sample]:
-        return self.samples.get((variant.key, method), [])
+        got = self.samples.get((variant.key, method), [])
+        clean = [s for s in got if s.others is None or s.others <= self.max_others]
+        return clean or got  # ...unless none is left
 
     def median(self, variant: Variant, method: str, attr: str) -> float | None:
         v = [getattr(s, attr) for s in self._get(variant, method) if getattr(s, attr)]
@@ -134,10 +138,11 @@ class Results:
 
     def paired_ratio(self, variant: Variant, num: str, den: str, attr: str) -> float | None:
         """Median of num/den over samples taken back to back (same round, same repetition)."""
+        den_by = {(s.round, s.rep): getattr(s, attr) for s in self._get(variant, den)}
         rs = [
-            getattr(a, attr) / getattr(b, attr)
-            for a, b in zip(self._get(variant, num), self._get(variant, den), strict=False)
-            if getattr(a, attr) and getattr(b, attr)
+            getattr(a, attr) / den_by[(a.round, a.rep)]
+            for a in self._get(variant, num)
+            if getattr(a, attr) and den_by.get((a.round, a.rep))
         ]
         return statistics.median(rs) if rs else None
 
@@ -536,15 +541,15 @@ def run_variant(ctx: dict, v: Variant, rnd: int) -> None:
         for i in range(reps):
             names = list(engines) if i % 2 == 0 else list(reversed(engines))
 
-            def pair(names=names) -> dict[str, Sample]:
-                got = {n: Sample(rnd) for n in names}
+            def pair(names=names, i=i) -> dict[str, Sample]:
+                got = {n: Sample(rnd, i) for n in names}
                 for n in names:
                     text = prompts.next()
                     got[n].pp = engines[n].pp(text, prompts.tokens(text))
                 for n in names:
                     got[n].tg, got[n].tg_client = engines[n].tg()
                 if args.eos_check and "raw" in engines:
-                    got["raw-native"] = Sample(rnd)
+                    got["raw-native"] = Sample(rnd, i)
                     raw = engines["raw"]
                     assert isinstance(raw, Raw)
                     got["raw-native"].tg, got["raw-native"].tg_client = raw.tg("native")
@@ -654,8 +659,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--max-others",
         type=float,
-        default=0.05,
-        help="measure again when other processes took more CPU cores than this meanwhile",
+        default=0.1,
+        help="measure again when other processes took more CPU cores than this meanwhile "
+        "(default 0.1)",
     )
     p.add_argument(
         "--max-tries", type=int, default=None, help="tries per measurement (default 3; --quick: 1)"
@@ -699,7 +705,7 @@ def main(argv: list[str] | None = None) -> int:
         methods=methods,
         llama_bench=lb,
         prompts=Prompts(model),
-        results=Results(),
+        results=Results(max_others=args.max_others),
         retry=Retry(meter, tries, args.max_others),
         sup=None,
     )
@@ -752,9 +758,11 @@ def main(argv: list[str] | None = None) -> int:
     if retry.others:
         bad = sum(1 for o in retry.others if o > args.max_others)
         print(
-            f"\nOther processes' CPU during a measurement (up to {tries} tries, the least "
-            f"disturbed kept): median {statistics.median(retry.others):.2f} cores, max "
-            f"{max(retry.others):.2f}; {bad} of {len(retry.others)} above {args.max_others}."
+            f"\nOther processes' CPU during a measurement: median "
+            f"{statistics.median(retry.others):.2f} cores, max {max(retry.others):.2f}. A "
+            f"measurement above {args.max_others} was done again (up to {tries} tries); "
+            f"{bad} of {len(retry.others)} stayed above it and are left out of the table "
+            "(unless nothing else was left for that cell)."
         )
     if lb is None and "llama-bench" in methods:
         print(f"\nllama-bench column empty: {lb_why}")
