@@ -5,9 +5,10 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     """Run Hearth: a CLI subcommand, or the window when given none (or a model path)."""
-    import multiprocessing
+    if getattr(sys, "frozen", False):  # the engine worker must start inside a frozen bundle
+        import multiprocessing
 
-    multiprocessing.freeze_support()  # the engine worker must start inside a frozen bundle
+        multiprocessing.freeze_support()
     from app import earlyinit
 
     earlyinit.init()

@@ -8,7 +8,7 @@ scans start from the first turn of the event loop.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -79,10 +79,17 @@ def run_gui(args: argparse.Namespace) -> int:
             window.open_model(path)
 
     _after_first_paint(window, after_first_paint)
+    # However the event loop ends (last window closed, SIGTERM at log-out, Ctrl+C in the
+    # terminal), the engine thread and its worker stop first: a QThread destroyed while
+    # running aborts the process.
+    qapp.aboutToQuit.connect(window.engine.shutdown)
+    _close_on_signals(qapp, window)
     window.show()
     probe = os.environ.get("HEARTH_STARTUP_PROBE")
     if probe:
         _install_startup_probe(qapp, window, probe)
+    import asyncio  # with qasync, after show(): neither is needed for the first frame
+
     import qasync
 
     loop = qasync.QEventLoop(qapp)
@@ -91,7 +98,37 @@ def run_gui(args: argparse.Namespace) -> int:
     qapp.aboutToQuit.connect(closed.set)
     with loop:
         loop.run_until_complete(closed.wait())
+    from app.ui import background
+
+    background.wait_all(3000)  # let disk work finish before the interpreter goes
     return 0
+
+
+def _close_on_signals(qapp, window) -> None:
+    """SIGTERM and SIGINT close the window as its close button does (layout, preset and the
+    streaming reply saved, engine stopped). Python runs signal handlers only between
+    bytecodes, so the signal is turned into a socket write that wakes the Qt event loop."""
+    import signal
+    import socket
+
+    from PySide6.QtCore import QSocketNotifier
+
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)  # the wake-up byte does the work
+
+    def on_signal() -> None:
+        with contextlib.suppress(OSError):
+            reader.recv(64)
+        window.close()
+        qapp.quit()
+
+    notifier = QSocketNotifier(reader.fileno(), QSocketNotifier.Type.Read, qapp)
+    notifier.activated.connect(on_signal)
+    qapp._signal_wakeup = (reader, writer, notifier)
 
 
 def _after_first_paint(window, callback) -> None:

@@ -34,12 +34,14 @@ class _Job(QRunnable):
 
     def run(self) -> None:
         try:
-            result = self.fn()
+            result, exc = self.fn(), None
         except BaseException as e:  # delivered to failure(), never lost in the pool
             e.__hearth_traceback__ = traceback.format_exc()  # type: ignore[attr-defined]
-            self.relay.done.emit(None, e)
-        else:
-            self.relay.done.emit(result, None)
+            result, exc = None, e
+        try:
+            self.relay.done.emit(result, exc)
+        except RuntimeError:  # the app quit while this ran: nobody is left to tell
+            log.debug("background result dropped: the application has quit")
 
 
 class BackgroundOp:

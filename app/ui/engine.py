@@ -151,6 +151,7 @@ class EngineClient(QObject):
         self.last_crash: p.Crashed | None = None
         self.last_load: p.Load | None = None
         self.worker_pid: int | None = None
+        self._shut_down = False
         self._thread = EngineThread(in_process, self)
         self._thread.event_received.connect(self._on_event)
         self._thread.tokens_arrived.connect(self.tokens)
@@ -159,10 +160,12 @@ class EngineClient(QObject):
     # --- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread.start()
+        if not self._shut_down:  # a start queued behind a quit must not outlive the app
+            self._thread.start()
 
     def shutdown(self, timeout_ms: int = 5000) -> None:
         """Stop the worker and the thread; never blocks the GUI for longer than timeout."""
+        self._shut_down = True
         if not self._thread.isRunning():
             return
         self._thread.request("shutdown")

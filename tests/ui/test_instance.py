@@ -212,7 +212,15 @@ def test_two_hearth_processes_end_to_end(bigram_model):
             assert time.monotonic() < deadline, "the running window never opened the model"
             time.sleep(0.2)
         assert first.poll() is None
-    finally:
+        # SIGTERM (a log-out) closes the window as its close button does: the engine
+        # stops, the layout is saved and the process exits 0 instead of aborting.
         first.terminate()
-        first.communicate(timeout=30)
-        QLocalServer.removeServer(instance.server_name())  # the socket SIGTERM left behind
+        _out, err = first.communicate(timeout=30)
+        assert first.returncode == 0, err
+        assert "QThread" not in err
+        assert (paths.config_dir() / "window.ini").exists()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate(timeout=30)
+        QLocalServer.removeServer(instance.server_name())

@@ -24,8 +24,6 @@ import html
 import re
 from dataclasses import dataclass, field
 
-from markdown_it import MarkdownIt
-
 ANCHOR_SCHEME = "hearth"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 _FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
@@ -196,27 +194,36 @@ class MarkdownRenderer:
 
     def __init__(self, style: RenderStyle | None = None) -> None:
         self.style = style or RenderStyle()
-        self._md = MarkdownIt("commonmark", {"html": False, "linkify": False})
-        self._md.enable(["table", "strikethrough"])
-
-        def rules(name, method) -> None:
-            # markdown-it binds a rule to its renderer: take that argument and drop it.
-            self._md.add_render_rule(name, lambda _renderer, *args: method(*args))
-
-        rules("fence", self._render_fence)
-        rules("code_block", self._render_fence)
-        rules("code_inline", self._render_code_inline)
-        rules("image", self._render_image)
-        rules("link_open", self._render_link_open)
-        rules("table_open", self._render_table_open)
-        rules("th_open", self._render_cell_open)
-        rules("td_open", self._render_cell_open)
-        rules("heading_open", self._render_heading_open)
-        rules("blockquote_open", self._render_blockquote_open)
+        self._parser = None  # markdown-it loads on the first render, not at start-up
         # Per render() call: the code blocks found and where their numbering starts.
         self._code: list[str] = []
         self._code_offset = 0
         self._highlight = True
+
+    @property
+    def _md(self):
+        if self._parser is None:
+            from markdown_it import MarkdownIt
+
+            md = MarkdownIt("commonmark", {"html": False, "linkify": False})
+            md.enable(["table", "strikethrough"])
+
+            def rules(name, method) -> None:
+                # markdown-it binds a rule to its renderer: take that argument and drop it.
+                md.add_render_rule(name, lambda _renderer, *args: method(*args))
+
+            rules("fence", self._render_fence)
+            rules("code_block", self._render_fence)
+            rules("code_inline", self._render_code_inline)
+            rules("image", self._render_image)
+            rules("link_open", self._render_link_open)
+            rules("table_open", self._render_table_open)
+            rules("th_open", self._render_cell_open)
+            rules("td_open", self._render_cell_open)
+            rules("heading_open", self._render_heading_open)
+            rules("blockquote_open", self._render_blockquote_open)
+            self._parser = md
+        return self._parser
 
     # -- public --------------------------------------------------------------------------
 
