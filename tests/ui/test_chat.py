@@ -56,6 +56,21 @@ def test_a_reply_streams_in_exactly_and_shows_its_stats(qtbot, window, bigram_mo
     assert window.chats_panel.list.item(0).text() == "Hello there"
 
 
+def test_the_title_keeps_its_room_beside_the_model_and_buttons(qtbot, window, bigram_model):
+    """At the default window size with the settings panel open the header is crowded: the
+    title and the model name shrink (ending in "…") instead of the title vanishing."""
+    pane = window.chat
+    window.resize(1280, 800)
+    window.settings_dock.show()
+    load_model(qtbot, window, bigram_model)
+    send(qtbot, pane, "A question with a fairly long first line to title the chat")
+    header = pane.page.title
+    qtbot.waitUntil(lambda: header.text().startswith("A question"), timeout=5000)
+    assert header.isVisible() and header.width() >= 90
+    assert pane.page.model.width() >= 60 and "bigram" in pane.page.model.toolTip()
+    assert header.toolTip() == header.text()
+
+
 def test_shift_enter_adds_a_line_and_enter_sends(qtbot, window, bigram_eos_model):
     pane = window.chat
     load_model(qtbot, window, bigram_eos_model)

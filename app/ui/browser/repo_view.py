@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
-    QSizePolicy,
     QSplitter,
     QStackedWidget,
     QStyledItemDelegate,
@@ -34,7 +33,7 @@ from app.ui.browser import format as fmt
 from app.ui.browser import paint
 from app.ui.browser.card_view import CardView
 from app.ui.theme import current_theme, set_role, ui_icon
-from app.ui.widgets import Notice
+from app.ui.widgets import ElidedLabel, Notice
 
 EntryRole = Qt.ItemDataRole.UserRole + 1
 PillRole = Qt.ItemDataRole.UserRole + 2  # (text, tone) drawn as a pill
@@ -84,28 +83,6 @@ class PillDelegate(QStyledItemDelegate):
 def _link(url: str, text: str) -> str:
     """A link in the theme's accent colour (named in the tag, so a theme switch shows)."""
     return f'<a href="{url}" style="color: {paint.colour("accent").name()}">{text}</a>'
-
-
-class ElidedLabel(QLabel):
-    """A one-line label that shrinks with its pane and elides instead of pushing it wider."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.setMinimumWidth(40)
-
-    def setText(self, text: str) -> None:
-        super().setText(text)
-        self.setToolTip(text)
-
-    def paintEvent(self, _event) -> None:
-        painter = QPainter(self)
-        painter.setPen(self.palette().color(self.foregroundRole()))
-        painter.setFont(self.font())
-        fm = QFontMetrics(self.font())
-        text = fm.elidedText(self.text(), Qt.TextElideMode.ElideMiddle, self.width())
-        painter.drawText(self.rect(), Qt.AlignmentFlag.AlignVCenter, text)
-        painter.end()
 
 
 class EntryDelegate(QStyledItemDelegate):
@@ -246,7 +223,7 @@ class RepoView(QWidget):
         self.lock = QLabel()
         self.lock.setObjectName("repoLock")
         self.lock.setToolTip("Gated: downloads need a Hugging Face token and granted access.")
-        self.title = ElidedLabel()
+        self.title = ElidedLabel(mode=Qt.TextElideMode.ElideMiddle)
         self.title.setObjectName("repoTitle")
         font = self.title.font()
         font.setPointSizeF(font.pointSizeF() * 1.45)

@@ -10,7 +10,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMenu,
     QPlainTextEdit,
-    QSizePolicy,
     QStackedWidget,
     QToolButton,
     QVBoxLayout,
@@ -21,33 +20,7 @@ from app.ui.chat.composer import Composer
 from app.ui.chat.context import ContextMeter, OverflowBanner
 from app.ui.chat.markdown import MarkdownRenderer
 from app.ui.chat.transcript import Transcript
-
-
-class ElidedLabel(QLabel):
-    """A one-line label that ends in "…" when it does not fit, with the whole text as
-    its tooltip."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._full = ""
-        self.setTextFormat(Qt.TextFormat.PlainText)
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-
-    def set_full_text(self, text: str) -> None:
-        self._full = text
-        self.setToolTip(text)
-        self._elide()
-
-    def full_text(self) -> str:
-        return self._full
-
-    def resizeEvent(self, event) -> None:
-        super().resizeEvent(event)
-        self._elide()
-
-    def _elide(self) -> None:
-        metrics = self.fontMetrics()
-        self.setText(metrics.elidedText(self._full, Qt.TextElideMode.ElideRight, self.width()))
+from app.ui.widgets import ElidedLabel
 
 
 def _icon(name: str):
@@ -94,13 +67,13 @@ class ChatPage(QWidget):
         header.setObjectName("chatHeader")
         row = QHBoxLayout(header)
         row.setContentsMargins(16, 8, 12, 8)
-        self.title = ElidedLabel(header)
+        # Both shrink before the buttons do: the title keeps at least a word or two.
+        self.title = ElidedLabel(header, min_width=90)
         self.title.setObjectName("chatTitle")
         self.title.setProperty("role", "heading")
-        self.model = QLabel(header)
+        self.model = ElidedLabel(header, Qt.TextElideMode.ElideMiddle, min_width=60, grow=False)
         self.model.setObjectName("chatModel")
         self.model.setProperty("role", "muted")
-        self.model.setTextFormat(Qt.TextFormat.PlainText)
         self.meter = ContextMeter(header)
         self.system_button = QToolButton(header)
         self.system_button.setObjectName("systemPromptButton")

@@ -253,7 +253,7 @@ class ChatPane(QObject):
 
     def _show_header(self) -> None:
         c = self.conversation
-        self.page.title.set_full_text(c.display_title if c else "New chat")
+        self.page.title.setText(c.display_title if c else "New chat")
         loaded = self.engine.loaded_model
         if loaded is not None:
             self.page.model.setText(chat_stats.model_name(loaded))
