@@ -195,6 +195,7 @@ def _download(request: dl.DownloadRequest, entry: hub.GGUFEntry, as_json: bool) 
     if state is None or state.status != "completed":
         message = state.message if state and state.message else "The download did not finish."
         return _fail(message, state.kind if state else "error", as_json)
+    _register(state.paths[0])
     if as_json:
         print(json.dumps(_pull_json(request, entry, state), indent=2))
     else:
@@ -202,6 +203,20 @@ def _download(request: dl.DownloadRequest, entry: hub.GGUFEntry, as_json: bool) 
             print(f"{len(state.paths)} shards in {state.paths[0].parent}", file=sys.stderr)
         print(state.paths[0])
     return EXIT_OK
+
+
+def _register(path: Path) -> None:
+    """A verified download joins the library, as the window's do, so `hearth list` and the
+    window show it (files in the models folder are found by the scan anyway)."""
+    from app.engine.library import Library, LibraryError
+
+    library = Library()
+    if library.is_owned(path):
+        return
+    try:
+        library.add_download(path)
+    except (LibraryError, OSError) as e:
+        print(f"warning: downloaded, but not added to the library: {e}", file=sys.stderr)
 
 
 def _wait(manager: dl.DownloadManager, did: str) -> dl.DownloadState | None:

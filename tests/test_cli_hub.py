@@ -60,6 +60,10 @@ def test_pull_by_quant_prints_the_path(fake_hub, tiny, capsys, tmp_path):  # noq
     assert path == tmp_path / "m" / "Tiny-Q8_0.gguf"
     assert path.read_bytes() == tiny.files["Tiny-Q8_0.gguf"].path.read_bytes()
     assert "vision companion (mmproj-Tiny-F16.gguf)" in captured.err
+    # Pulled outside the models folder, it still joins the library: `hearth list` has it.
+    assert main(["list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert str(path) in [m["path"] for m in listed]
 
 
 def test_pull_defaults_to_q4_k_m_into_the_models_folder(fake_hub, tiny, capsys, hearth_home):  # noqa: F811
