@@ -312,6 +312,7 @@ class Worker:
         finally:
             self.logs.forward_info = False
         self.llm = llm
+        self._detokenize = _IncrementalDetokenize(llm)
         self._formatter = self._chat_formatter(llm)
         lines = list(self.logs.lines_since_mark)
         self.loaded = Loaded(
@@ -528,6 +529,7 @@ class Worker:
         ttft = 0.0
         reason = "stop"
         self._watch_prompt(rid)
+        self._detokenize.reset()
         stream = self.llm.create_completion(
             prompt=tokens, **self._completion_kwargs(cmd, stop, criteria)
         )
@@ -638,6 +640,42 @@ _BUFFER_RE = re.compile(
     r"(?P<dev>[\w.\-]+)\s+(?P<kind>model|KV|compute|output) buffer size\s*=\s*(?P<mib>[\d.]+) MiB"
 )
 _OFFLOAD_RE = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
+
+
+class _IncrementalDetokenize:
+    """Makes llama-cpp-python's streaming loop linear in the reply's length.
+
+    Its create_completion detokenizes *every* token generated so far at each new token
+    (to look for stop strings), and each detokenize is a Python loop over the tokens: a
+    4,000-token reply spent most of its time there, each token costing more than the one
+    before. Detokenizing is a concatenation of per-token pieces (plus one leading space
+    dropped after a BOS), so a call that extends the longest sequence seen in this reply
+    only decodes the new tokens. Other calls (the short tail it also decodes) go to the
+    original and leave the memo alone. reset() starts a new reply."""
+
+    def __init__(self, llm):
+        self._original = llm.detokenize
+        self._bos = llm.token_bos()
+        self.reset()
+        llm.detokenize = self
+
+    def reset(self) -> None:
+        self._tokens: list[int] = []
+        self._text = b""
+
+    def __call__(self, tokens, prev_tokens=None, special: bool = False) -> bytes:
+        done, n = self._tokens, len(self._tokens)
+        if special or len(tokens) < n or tokens[:n] != done:
+            return self._original(tokens, prev_tokens=prev_tokens, special=special)
+        if len(tokens) == n:
+            return self._text
+        new = tokens[n:]
+        if n == 0 or new[0] == self._bos:  # the original drops a space after a BOS
+            text = self._original(tokens, prev_tokens=prev_tokens)
+        else:
+            text = self._text + self._original(new)
+        self._tokens, self._text = list(tokens), text
+        return text
 
 
 def parse_buffer_sizes(lines: list[str]) -> BufferSizes:

@@ -323,3 +323,43 @@ def test_shutdown_never_hangs_even_when_the_worker_is_stopped():
     os.kill(sup.worker_pid, signal.SIGSTOP)  # a worker that will never answer
     sup.shutdown(timeout=0.5)
     assert not sup.alive
+
+
+def test_a_long_reply_streams_exactly(sup, bigram_model):
+    """1,500 tokens through the worker's incremental detokenizer: the same text, piece by
+    piece, as the bigram model's known cycle."""
+    load_ok(sup, bigram_model, n_ctx=2048)
+    end, pieces = reply(sup, sampling=SamplingSettings(temperature=0, max_tokens=1500))
+    assert "".join(pieces) == end.text == testmodels.bigram_text(1500)
+    assert end.timings.completion_tokens == 1500
+
+
+def test_streaming_decodes_only_the_new_tokens(bigram_model):
+    """llama-cpp-python detokenizes the whole reply at every token; with the worker's memo
+    each call decodes a few new tokens, so a reply costs time linear in its length, and
+    the streamed pieces are the same as without it."""
+    from llama_cpp import Llama
+
+    from app.engine.worker import _IncrementalDetokenize
+
+    llm = Llama(str(bigram_model), n_ctx=1024, n_threads=1, verbose=False)
+    real, decoded = llm.detokenize, []
+
+    def spy(tokens, prev_tokens=None, special=False):
+        decoded.append(len(tokens))
+        return real(tokens, prev_tokens=prev_tokens, special=special)
+
+    def pieces(n: int) -> list[str]:
+        stream = llm.create_completion(
+            [llm.token_bos()], max_tokens=n, temperature=0.0, stream=True, stop=["never"]
+        )
+        return [chunk["choices"][0]["text"] for chunk in stream]
+
+    expected = {n: pieces(n) for n in (600, 301)}
+    llm.detokenize = spy
+    memo = _IncrementalDetokenize(llm)
+    for n in (600, 301):  # a second reply after reset() starts from nothing
+        memo.reset()
+        decoded.clear()
+        assert pieces(n) == expected[n]
+        assert len(decoded) >= n and max(decoded) <= 4, sorted(decoded)[-5:]
