@@ -47,7 +47,7 @@ from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 from app.engine import hub
-from app.engine.fileio import atomic_write_json, read_json
+from app.engine.fileio import atomic_write_json, fsync_dir, read_json
 from app.engine.gguf_info import human_bytes
 from app.engine.hub import RemoteFile
 
@@ -714,7 +714,7 @@ class _FileTransfer:
         except OSError as e:
             raise _Failure("disk", f"Cannot move {self.name} into place: {_why(e)}.") from None
         _unlink(self.side)
-        _fsync_dir(self.final.parent)
+        fsync_dir(self.final.parent)
 
     # --- resume state ---------------------------------------------------------------------
 
@@ -1217,21 +1217,6 @@ def _unlink(path: Path) -> None:
         pass
     except OSError as e:
         log.warning("could not delete %s: %s", path, e)
-
-
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:

@@ -30,7 +30,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         except OSError:
             pass
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
@@ -47,7 +47,8 @@ def read_json(path: str | os.PathLike[str], default: Any = None) -> Any:
         return default
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in `folder` durable (POSIX; a no-op elsewhere)."""
     if os.name != "posix":
         return
     try:

@@ -3,7 +3,6 @@ downloader against the fake Hub, the real library and its watcher, the real engi
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -335,26 +334,3 @@ def test_watcher_finds_a_copied_file_and_double_click_loads_it(qtbot, win, bigra
     assert w.current.path == str(target)
     lib.filter.setText("no such model")
     assert lib.stack.currentWidget() is lib.empty and "No model matches" in lib.empty.text()
-
-
-def test_building_the_window_loads_no_hub_client(tmp_path):
-    # A fresh interpreter: this process has them all loaded already.
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, app.ui.qt\n"
-        "from PySide6.QtWidgets import QApplication\n"
-        "qapp = QApplication([])\n"
-        "from app.ui.main_window import MainWindow\n"
-        "w = MainWindow(); w.show(); qapp.processEvents()\n"
-        "assert w.models_dock.widget() is w.browser.library_panel\n"
-        "heavy = ('huggingface_hub', 'httpx', 'numpy', 'app.engine.hub', 'app.engine.downloads')\n"
-        "print(sorted(m for m in heavy if m in sys.modules))\n"
-    )
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HEARTH_HOME=str(tmp_path))
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"

@@ -8,7 +8,6 @@ import csv
 import math
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -88,26 +87,6 @@ def _isnan(y):
 
 
 # --- start-up -----------------------------------------------------------------------------
-
-
-def test_window_start_up_imports_neither_pyqtgraph_nor_numpy(tmp_path):
-    # A fresh interpreter: the test process has both loaded already.
-    code = (
-        "import sys, app.ui.qt\n"
-        "from PySide6.QtWidgets import QApplication\n"
-        "qapp = QApplication([])\n"
-        "from app.ui.main_window import MainWindow\n"
-        "w = MainWindow(); w.show(); qapp.processEvents()\n"
-        "assert w.graph.action.shortcut().toString() == 'Ctrl+G'\n"
-        "assert not w.graph.dock.isVisible()\n"
-        "print(sorted(m for m in ('pyqtgraph', 'numpy') if m in sys.modules))\n"
-    )
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HEARTH_HOME=str(tmp_path))
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
 
 
 def test_dock_is_hidden_at_first_and_ctrl_g_the_toolbar_and_the_sparkline_show_it(

@@ -167,3 +167,30 @@ def test_settings_are_remembered_per_model(qtbot, window, bigram_models):
     with qtbot.waitSignal(window.settings_panel.fit_changed, timeout=5000):
         window.settings_panel.reset_button.click()
     assert window.settings_panel.load_settings() == dataclasses.replace(LoadSettings())
+
+
+def test_building_the_window_leaves_the_heavy_modules_for_later(tmp_path):
+    """Start-up loads only what the first frame needs: llama.cpp (the worker's), the Hub
+    client, pyqtgraph, numpy, markdown-it and the event loop's asyncio come after it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, app.ui.qt\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "qapp = QApplication([])\n"
+        "from app.ui.main_window import MainWindow\n"
+        "w = MainWindow(); w.show(); qapp.processEvents()\n"
+        "assert w.models_dock.widget() is w.browser.library_panel\n"
+        "assert w.graph.action.shortcut().toString() == 'Ctrl+G'\n"
+        "assert not w.graph.dock.isVisible() and w.chat.page is not None\n"
+        "heavy = ('llama_cpp', 'huggingface_hub', 'httpx', 'numpy', 'pyqtgraph', 'markdown_it',\n"
+        "         'asyncio', 'app.engine.hub', 'app.engine.downloads')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HEARTH_HOME=str(tmp_path))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
