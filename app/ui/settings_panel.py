@@ -198,6 +198,11 @@ class SettingsPanel(QWidget):
     def set_model(self, info: GGUFInfo | None, path: str | None) -> None:
         self.info = info
         self.model_path = path
+        swa = self.editors.get("swa_full")
+        if swa is not None:  # a setting that does nothing for this model is shown as such
+            inert = info is not None and info.n_swa_layers == 0
+            swa.setEnabled(not inert)
+            swa.setToolTip("This model has no sliding-window layers." if inert else "")
         self.refresh()
 
     def set_machine(self, machine: MachineMemory) -> None:
