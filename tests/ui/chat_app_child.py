@@ -17,6 +17,8 @@ import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+CONTEXT = 32768
+
 
 def main(model: str, turns: int) -> None:
     from PySide6.QtWidgets import QApplication
@@ -54,7 +56,14 @@ def main(model: str, turns: int) -> None:
         next_turn()
 
     window.engine.loaded.connect(on_loaded)
-    window.model_opened.connect(lambda _path: window.load_current())
+
+    def on_opened(_path) -> None:
+        # A context the long reply takes many seconds to fill, however fast the machine
+        # (set once the model is open: opening it applies its preset).
+        window.settings_panel.editors["n_ctx"].set_value(CONTEXT)
+        window.load_current()
+
+    window.model_opened.connect(on_opened)
     window.engine.ready.connect(lambda _r: window.open_model(model))
     window.settings_panel.editors["sampling.temperature"].set_value(0.0)
     window.start()

@@ -15,6 +15,7 @@ import pytest
 
 from app.engine import testmodels
 from app.engine.chats import ChatStore
+from tests.ui.chat_app_child import CONTEXT
 from tests.ui.chat_helpers import db_path, in_store, load_model, press_enter
 
 pytestmark = pytest.mark.slow
@@ -36,6 +37,7 @@ def run_child_until_streaming(model: Path, turns: int, stream_for: float):
         for line in proc.stdout:
             kind, *rest = line.split()
             if kind == "finished":
+                assert streaming is None, "the long reply ended before the app was killed"
                 finished[int(rest[0])] = int(rest[1])
             elif kind == "streaming":
                 streaming = int(rest[0])
@@ -47,6 +49,8 @@ def run_child_until_streaming(model: Path, turns: int, stream_for: float):
         killed_at = time.monotonic()
         os.kill(proc.pid, signal.SIGKILL)
     finally:
+        if proc.poll() is None:  # a failed assertion above: do not wait on a live app
+            os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # the orphaned engine worker
@@ -70,7 +74,7 @@ def test_sigkill_mid_reply_loses_at_most_a_second(qtbot, bigram_model):
         assert messages[mid].status == "complete" and len(messages[mid].content) == chars
     reply = messages[reply_id]
     assert reply.status == "interrupted"
-    assert testmodels.bigram_text(4096).startswith(reply.content)
+    assert testmodels.bigram_text(CONTEXT).startswith(reply.content)
     on_screen_a_second_before = max(n for t, n in shown if t <= killed_at - 1.0 - FLUSH_SLACK_S)
     assert len(reply.content) >= on_screen_a_second_before > 0
 
@@ -101,7 +105,7 @@ def test_engine_crash_mid_reply_keeps_the_partial_reply_marked_interrupted(
         os.kill(window.engine.worker_pid, signal.SIGKILL)
     reply = done.args[0]
     assert reply.status == "interrupted" and len(reply.content) > 300
-    assert testmodels.bigram_text(4096).startswith(reply.content)
+    assert testmodels.bigram_text(CONTEXT).startswith(reply.content)
     assert "SIGKILL" in (reply.error or "")
     row = pane.transcript.rows()[-1]
     assert row.status.text().startswith("Interrupted") and row.status.isVisible()
