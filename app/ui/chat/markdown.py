@@ -291,12 +291,13 @@ class MarkdownRenderer:
         lang = (token.info or "").strip().split(maxsplit=1)[0] if token.info else ""
         number = self._code_offset + len(self._code)
         self._code.append(code)
-        body = self._highlighted(code, lang) if self._highlight else html.escape(code)
+        shown = code.rstrip("\n")  # a last newline inside <pre> would show as a blank line
+        body = self._highlighted(shown, lang) if self._highlight else html.escape(shown)
         s = self.style
         label = html.escape(lang) or "code"
         return (
             f"<table width='100%' cellspacing='0' cellpadding='0' border='0' "
-            f"bgcolor='{s.code_background}' style='margin-top:6px; margin-bottom:10px'>"
+            f"bgcolor='{s.code_background}' style='margin-top:6px; margin-bottom:2px'>"
             f"<tr><td bgcolor='{s.border}' style='padding:3px 10px'>"
             f"<span style='color:{s.muted}; font-size:small'>{label}</span></td>"
             f"<td bgcolor='{s.border}' align='right' style='padding:3px 10px'>"
