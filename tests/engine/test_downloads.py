@@ -429,7 +429,7 @@ def test_public_methods_return_at_once_while_the_worker_is_stuck(fake_hub, big, 
     m.pause(other)
     m.snapshot()
     m.cancel(did)  # wakes the blocked recv()
-    assert time.monotonic() - t < 1  # not the 20 s the worker is stuck for (a loaded CI)
+    assert time.monotonic() - t < 5  # not the 20 s the worker is stuck for (2 loaded cores)
     rec.wait_for(is_(dl.Cancelled), timeout=5)
 
 

@@ -17,10 +17,13 @@ from tests.ui.chat_helpers import in_store, load_model, press_enter, send, set_m
 
 pytestmark = pytest.mark.slow
 
+REPLY_TOKENS = 2001  # ends on a whole character (not inside the two bytes of "é")
+
 
 def test_a_reply_streams_in_exactly_and_shows_its_stats(qtbot, window, bigram_model):
     pane = window.chat
-    load_model(qtbot, window, bigram_model, max_tokens=300)
+    # Long enough to span many frames however fast the engine decodes the tiny model.
+    load_model(qtbot, window, bigram_model, max_tokens=REPLY_TOKENS)
     assert window.pages.currentWidget() is pane.page
     frames = []
 
@@ -31,7 +34,7 @@ def test_a_reply_streams_in_exactly_and_shows_its_stats(qtbot, window, bigram_mo
     pane.stream_rendered.connect(on_frame)
     reply = send(qtbot, pane, "Hello there")
 
-    full = testmodels.bigram_text(300)
+    full = testmodels.bigram_text(REPLY_TOKENS)
     assert reply.content == full and reply.status == "complete"
     streamed = [f for f in frames if f[2]]  # frames drawn while the caret blinked
     assert len(streamed) >= 2, "the reply arrived in one piece, not streamed"
@@ -39,7 +42,7 @@ def test_a_reply_streams_in_exactly_and_shows_its_stats(qtbot, window, bigram_mo
     assert [n for n, _, _ in streamed] == sorted(n for n, _, _ in streamed)
     row = pane.transcript.rows()[-1]
     assert row.body.plain_text() == full.strip() and not row.body.views[-1].caret_shown
-    assert reply.stats["gen_tokens"] >= 300 and reply.stats["stop_reason"] == "length"
+    assert reply.stats["gen_tokens"] >= REPLY_TOKENS and reply.stats["stop_reason"] == "length"
     assert (
         "tok/s" in row.stats.text() and "TTFT" in row.stats.text() and "tokens" in row.stats.text()
     )
@@ -87,7 +90,8 @@ def test_shift_enter_adds_a_line_and_enter_sends(qtbot, window, bigram_eos_model
 
 def test_stop_mid_reply_keeps_what_was_written(qtbot, window, bigram_model):
     pane = window.chat
-    load_model(qtbot, window, bigram_model, max_tokens=0)  # until the context is full
+    # Until the context is full: 32k tokens take seconds even at the tiny model's speed.
+    load_model(qtbot, window, bigram_model, max_tokens=0, n_ctx=32768)
     with qtbot.waitSignal(pane.reply_started, timeout=30_000):
         press_enter(qtbot, pane, "Go on forever")
     qtbot.waitUntil(lambda: pane.turn is not None and len(pane.turn.text) > 200, timeout=30_000)
@@ -362,8 +366,10 @@ def test_new_chat_starts_empty_and_keeps_the_old_one(qtbot, window, bigram_model
 
 def test_switching_away_and_back_while_a_reply_streams(qtbot, window, bigram_model):
     pane = window.chat
-    full = testmodels.bigram_text(2001)  # not mid-"é": the engine completes a character
-    load_model(qtbot, window, bigram_model, max_tokens=2001)
+    # Long enough to still be streaming after two switches; not ending mid-"é" (the engine
+    # completes a character).
+    full = testmodels.bigram_text(16001)
+    load_model(qtbot, window, bigram_model, max_tokens=16001, n_ctx=32768)
     with qtbot.waitSignal(pane.reply_started, timeout=30_000) as started:
         press_enter(qtbot, pane, "Long one")
     cid = pane.conversation.id

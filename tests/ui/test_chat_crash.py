@@ -97,7 +97,7 @@ def test_engine_crash_mid_reply_keeps_the_partial_reply_marked_interrupted(
     qtbot, window, bigram_model
 ):
     pane = window.chat
-    load_model(qtbot, window, bigram_model, max_tokens=0)
+    load_model(qtbot, window, bigram_model, max_tokens=0, n_ctx=32768)  # seconds of reply
     with qtbot.waitSignal(pane.reply_started, timeout=30_000):
         press_enter(qtbot, pane, "Keep going")
     qtbot.waitUntil(lambda: pane.turn is not None and len(pane.turn.text) > 300, timeout=30_000)
