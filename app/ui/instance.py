@@ -4,7 +4,8 @@ second window with a second engine.
 
 The running window listens on a QLocalServer (a Unix socket, a named pipe on Windows) whose
 name is derived from the user and Hearth's config folder, so a test or portable instance
-with its own HEARTH_HOME never meets the user's. A new process first tries to connect; if
+with its own HEARTH_HOME never meets the user's. A new process first tries to connect (on
+POSIX only when the socket file exists: the usual start skips QtNetwork entirely); if
 a window answers, it sends the paths as one JSON line, waits for "ok" and exits.
 Otherwise it becomes the running instance: it removes the socket a crashed instance may
 have left behind and listens. A QLockFile held from the connect attempt until the server
@@ -16,16 +17,17 @@ QFileOpenEvent to the application, which `serve()` also turns into an open.
 
 from __future__ import annotations
 
-import getpass
-import hashlib
 import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QDir, QEvent, QLockFile, QObject, Signal
-from PySide6.QtNetwork import QLocalServer, QLocalSocket
+
+if TYPE_CHECKING:  # QtNetwork loads only when a socket is used: not before the first paint
+    from PySide6.QtNetwork import QLocalSocket
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +42,21 @@ def server_name() -> str:
     """The local server's name (a full socket path under XDG_RUNTIME_DIR where there is one)."""
     from app.engine import paths
 
-    try:
-        user = getpass.getuser()
-    except Exception:  # no user name in the environment or the password database
-        user = str(os.getuid()) if hasattr(os, "getuid") else "user"
+    if hasattr(os, "getuid"):  # POSIX: the uid is the user (and getpass costs start-up)
+        user = str(os.getuid())
+    else:
+        import getpass
+
+        try:
+            user = getpass.getuser()
+        except Exception:  # no user name in the environment
+            user = "user"
     folder = os.path.realpath(paths.config_dir())
-    digest = hashlib.sha256(f"{user}\0{folder}".encode()).hexdigest()[:16]
+    # A name per user and Hearth home; a checksum is enough (and hashlib costs start-up time).
+    import zlib
+
+    key = f"{user}\0{folder}".encode()
+    digest = f"{zlib.crc32(key):08x}{zlib.adler32(key):08x}"
     name = f"hearth-{digest}"
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if sys.platform.startswith("linux") and runtime and os.path.isdir(runtime):
@@ -104,7 +115,7 @@ def claim(files: Sequence[str], name: str | None = None) -> Claim:
         log.warning("could not take the start-up lock %s (%s)", _lock_path(name), lock.error())
         lock = None
     paths = [os.path.abspath(os.fspath(f)) for f in files]
-    answered = send(name, paths)
+    answered = send(name, paths) if _may_be_listening(name) else False
     if answered is True:
         if lock is not None:
             lock.unlock()
@@ -114,9 +125,19 @@ def claim(files: Sequence[str], name: str | None = None) -> Claim:
     return Claim(name, lock, forwarded=False, listen=answered is False)
 
 
+def _may_be_listening(name: str) -> bool:
+    """False when no Hearth can be listening: on POSIX the server is a socket file, and
+    without one there is nobody to ask (the common start, which then skips QtNetwork)."""
+    if os.name != "posix":
+        return True  # a named pipe: only asking tells
+    return os.path.exists(name if os.path.isabs(name) else os.path.join(QDir.tempPath(), name))
+
+
 def send(name: str, paths: Sequence[str]) -> bool | None:
     """Send paths to the server `name`: True when it took them, False when no one listens,
     None when someone listens but did not answer (a hung window: left alone)."""
+    from PySide6.QtNetwork import QLocalSocket
+
     sock = QLocalSocket()
     sock.connectToServer(name)
     if not sock.waitForConnected(CONNECT_MS):
@@ -140,6 +161,8 @@ class InstanceServer(QObject):
 
     def __init__(self, name: str, parent: QObject | None = None):
         super().__init__(parent)
+        from PySide6.QtNetwork import QLocalServer
+
         self.name = name
         self._server = QLocalServer(self)
         self._server.setSocketOptions(QLocalServer.SocketOption.UserAccessOption)

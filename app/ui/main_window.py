@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
@@ -30,20 +31,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine import gguf_info, paths
-from app.engine.gguf_info import Inspection
-from app.engine.protocol import Crashed, Error, Finished, Loaded
-from app.engine.settings import LoadSettings, SamplingSettings
+from app.engine import paths
 from app.ui.background import BackgroundOp
 from app.ui.engine import EngineClient, EngineState
-from app.ui.model_card import ModelCard
-from app.ui.settings_panel import MachineMemory, SettingsPanel
+
+if TYPE_CHECKING:  # loaded by finish_building(), after the first frame
+    from app.engine.gguf_info import Inspection
+    from app.engine.protocol import Crashed, Error, Finished, Loaded
+    from app.engine.settings import LoadSettings, SamplingSettings
+    from app.ui.settings_panel import MachineMemory
 
 log = logging.getLogger(__name__)
 
 
 def _read_machine() -> MachineMemory:
     from app.engine import hardware
+    from app.ui.settings_panel import MachineMemory
 
     ram = hardware.ram()
     return MachineMemory(ram.available, ram.total, [g.free for g in hardware.offload_gpus()])
@@ -102,7 +105,11 @@ class MainWindow(QMainWindow):
     started = Signal()  # start() ran: panes that sample or poll begin now, after first paint
     library_scanned = Signal(object)  # list[LocalModel]: the library after refresh_library()
 
-    def __init__(self, engine: EngineClient | None = None, in_process: bool = False):
+    def __init__(
+        self, engine: EngineClient | None = None, in_process: bool = False, staged: bool = False
+    ):
+        """The whole window; with `staged`, only its frame (menus, toolbar, empty docks,
+        status bar) until finish_building(), which the app calls after the first paint."""
         super().__init__()
         self.setObjectName("mainWindow")
         self.setWindowTitle("Hearth")
@@ -117,21 +124,42 @@ class MainWindow(QMainWindow):
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(400)
         self._save_timer.timeout.connect(self._save_preset)
+        self._memory_timer = QTimer(self)
+        self._memory_timer.setInterval(3000)
+        self._memory_timer.timeout.connect(self.refresh_machine)
+        self._built = False
 
         self._build_central()
         self._build_docks()
         self._build_actions()
         self._build_status_bar()
+        self._restore_layout()
+        if not staged:
+            self.finish_building()
+
+    def finish_building(self) -> None:
+        """The model card, the settings panel and the panes (chat, browser, graph)."""
+        if self._built:
+            return
+        self._built = True
+        from app.ui.model_card import ModelCard
+        from app.ui.settings_panel import SettingsPanel
+
+        self.card = ModelCard()
+        self.card.load_clicked.connect(self.load_current)
+        self.pages.insertWidget(0, self.card)
+        self.pages.setCurrentWidget(self.card)
+        self.pages.removeWidget(self._blank_page)
+        self._blank_page.deleteLater()
+        self.settings_panel = SettingsPanel()
+        self.settings_dock.setWidget(self.settings_panel)
+        self._connect_settings_panel()
         self._connect_engine()
         from app.ui.extensions import install_all
 
         install_all(self)
-
-        self._memory_timer = QTimer(self)
-        self._memory_timer.setInterval(3000)
-        self._memory_timer.timeout.connect(self.refresh_machine)
         self._memory_timer.start()
-        self._restore_layout()
+        self._restore_layout(geometry=False)  # again: the panes' docks exist now
 
     # --- construction ---------------------------------------------------------------
 
@@ -145,10 +173,9 @@ class MainWindow(QMainWindow):
         self.notice.setObjectName("notice")
         layout.addWidget(self.banner)
         layout.addWidget(self.notice)
-        self.pages = QStackedWidget()
-        self.card = ModelCard()
-        self.card.load_clicked.connect(self.load_current)
-        self.pages.addWidget(self.card)
+        self.pages = QStackedWidget()  # finish_building() puts the model card first
+        self._blank_page = QWidget()  # what the frame shows until then
+        self.pages.addWidget(self._blank_page)
         self.chat_placeholder = QLabel("Load a model to chat with it.")
         self.chat_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.chat_page: QWidget = self.chat_placeholder
@@ -157,23 +184,10 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
     def _build_docks(self) -> None:
-        self.settings_panel = SettingsPanel()
         self.settings_dock = QDockWidget("Settings", self)
         self.settings_dock.setObjectName("settingsDock")
-        self.settings_dock.setWidget(self.settings_panel)
+        self.settings_dock.setWidget(QWidget())  # the panel comes with finish_building()
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.settings_dock)
-        p = self.settings_panel
-        p.load_requested.connect(self.load_current)
-        p.unload_requested.connect(self.engine.unload)
-        p.cancel_load_requested.connect(
-            lambda: self.engine.cancel(
-                self.engine.loading.request_id if self.engine.loading else None
-            )
-        )
-        p.settings_edited.connect(self._on_settings_edited)
-        p.reset_requested.connect(self._reset_settings)
-        p.fit_changed.connect(self.card.set_fit)
-
         # app.ui.browser replaces this dock's content with the library view.
         self.models_dock = QDockWidget("Models", self)
         self.models_dock.setObjectName("modelsDock")
@@ -186,6 +200,19 @@ class MainWindow(QMainWindow):
         ml.addStretch(1)
         self.models_dock.setWidget(models)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.models_dock)
+
+    def _connect_settings_panel(self) -> None:
+        p = self.settings_panel
+        p.load_requested.connect(self.load_current)
+        p.unload_requested.connect(self.engine.unload)
+        p.cancel_load_requested.connect(
+            lambda: self.engine.cancel(
+                self.engine.loading.request_id if self.engine.loading else None
+            )
+        )
+        p.settings_edited.connect(self._on_settings_edited)
+        p.reset_requested.connect(self._reset_settings)
+        p.fit_changed.connect(self.card.set_fit)
 
     def _build_actions(self) -> None:
         bar = QToolBar("Main")
@@ -271,7 +298,8 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.closing.emit()
-        self._save_layout()
+        if self._built:  # a frame's layout would forget where the panes' docks were
+            self._save_layout()
         if self._save_timer.isActive():
             self._save_timer.stop()
             self._save_preset(blocking=True)
@@ -288,9 +316,9 @@ class MainWindow(QMainWindow):
         s.setValue("state", self.saveState())
         s.sync()
 
-    def _restore_layout(self) -> None:
+    def _restore_layout(self, geometry: bool = True) -> None:
         s = self._layout_settings()
-        geometry, state = s.value("geometry"), s.value("state")
+        geometry, state = s.value("geometry") if geometry else None, s.value("state")
         if geometry is not None:
             self.restoreGeometry(geometry)
         if state is not None:
@@ -336,6 +364,7 @@ class MainWindow(QMainWindow):
 
     def open_model(self, path: str) -> None:
         """Inspect a file in the background, then show its card or say why it is refused."""
+        self.finish_building()  # a file handed over by a second instance, before the 1st paint
         path = os.path.abspath(os.fspath(path))
         self.statusBar().showMessage(f"Reading {os.path.basename(path)}…")
         BackgroundOp(self, lambda: self._inspect_and_prepare(path), self._on_inspected).failure(
@@ -344,6 +373,8 @@ class MainWindow(QMainWindow):
 
     def _inspect_and_prepare(self, path: str):
         """On the thread pool: inspect, and read the model's preset."""
+        from app.engine import gguf_info
+
         inspection = gguf_info.inspect(path)
         preset = None
         if inspection.info is not None and inspection.usable:
@@ -414,6 +445,8 @@ class MainWindow(QMainWindow):
 
     def _reset_settings(self) -> None:
         if self.current is None:
+            from app.engine.settings import LoadSettings, SamplingSettings
+
             self.settings_panel.set_values(LoadSettings(), SamplingSettings())
             return
         path = self.current.path
@@ -440,6 +473,8 @@ class MainWindow(QMainWindow):
                 + " ".join(p.message for p in self.settings_panel.problems if p.is_error),
             )
             return
+        from app.engine.settings import LoadSettings
+
         settings = (
             settings if isinstance(settings, LoadSettings) else self.settings_panel.load_settings()
         )

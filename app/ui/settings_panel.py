@@ -112,6 +112,7 @@ class SettingsPanel(QWidget):
                         box.setChecked(False)
                         box.toggled.connect(lambda on, b=box: self._show_group(b, on))
                 editor = make_editor(name, default, opt)
+                editor.set_value(default)  # before any model: the declared defaults
                 editor.setObjectName(f"field_{key}")
                 editor.changed.connect(self._on_edited)
                 groups[opt.group].addWidget(editor)

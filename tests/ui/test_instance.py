@@ -224,3 +224,20 @@ def test_two_hearth_processes_end_to_end(bigram_model):
             first.kill()
             first.communicate(timeout=30)
         QLocalServer.removeServer(instance.server_name())
+
+
+def test_the_usual_start_never_loads_qtnetwork(tmp_path):
+    """No socket file, no running Hearth: the claim asks nobody and QtNetwork (about 10 ms
+    of start-up) loads only when the window starts listening, after its first paint."""
+    code = (
+        "import sys\n"
+        "from app.ui import instance\n"
+        "c = instance.claim([])\n"
+        "assert not c.forwarded\n"
+        "print('PySide6.QtNetwork' in sys.modules)\n"
+    )
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HEARTH_HOME=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, cwd=REPO, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

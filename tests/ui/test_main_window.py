@@ -195,3 +195,32 @@ def test_building_the_window_leaves_the_heavy_modules_for_later(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_before_any_model_the_settings_panel_shows_the_declared_defaults(window):
+    """Not the editors' lowest values (a 256-token context with f32 K/V)."""
+    panel = window.settings_panel
+    assert panel.load_settings() == LoadSettings()
+    assert panel.editors["n_ctx"].value() == LoadSettings().n_ctx
+    assert panel.editors["type_k"].value() == "f16"
+
+
+def test_a_staged_window_paints_its_frame_then_builds_the_rest(qtbot):
+    """What `hearth` shows first: the frame (menus, toolbar, docks, status bar) paints, and
+    the card, settings panel and panes come with finish_building()."""
+    from app.ui.main_window import MainWindow
+
+    window = MainWindow(staged=True)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    assert not hasattr(window, "settings_panel") and not hasattr(window, "chat")
+    assert window.open_action.shortcut().toString() == "Ctrl+O"
+    assert window.statusBar().findChild(type(window.state_label), "engineState").isVisible()
+    window.finish_building()
+    window.finish_building()  # once only
+    assert window.settings_dock.widget() is window.settings_panel
+    assert window.pages.currentWidget() is window.card
+    assert window.pages.indexOf(window._blank_page) == -1
+    assert window.chat.page is not None and window.browser.library_panel is not None
+    window.close()
