@@ -152,7 +152,9 @@ class MainWindow(QMainWindow):
         self.pages.removeWidget(self._blank_page)
         self._blank_page.deleteLater()
         self.settings_panel = SettingsPanel()
+        placeholder = self.settings_dock.widget()
         self.settings_dock.setWidget(self.settings_panel)
+        placeholder.deleteLater()  # a dock keeps a replaced widget as a hidden child
         self._connect_settings_panel()
         self._connect_engine()
         from app.ui.extensions import install_all
