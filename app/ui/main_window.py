@@ -133,8 +133,10 @@ class MainWindow(QMainWindow):
         self._build_docks()
         self._build_actions()
         self._build_status_bar()
-        self._restore_layout()
-        if not staged:
+        self._staged = staged
+        if staged:
+            self._restore_layout()  # size and place the frame before it shows
+        else:
             self.finish_building()
 
     def finish_building(self) -> None:
@@ -161,7 +163,8 @@ class MainWindow(QMainWindow):
 
         install_all(self)
         self._memory_timer.start()
-        self._restore_layout(geometry=False)  # again: the panes' docks exist now
+        # Staged, the geometry is back already; the docks' places need every dock to exist.
+        self._restore_layout(geometry=not self._staged)
 
     # --- construction ---------------------------------------------------------------
 
