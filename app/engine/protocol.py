@@ -27,8 +27,11 @@ def new_request_id(prefix: str = "r") -> str:
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
-    role: str  # "system" | "user" | "assistant"
+    role: str  # "system" | "user" | "assistant" | "tool"
     content: str
+    # More keys for the chat template, as JSON (the API's tool calls of an assistant turn,
+    # a tool result's tool_call_id / name); "" for a plain message.
+    extra_json: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,10 @@ class Generate:
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     request_id: str = field(default_factory=lambda: new_request_id("gen"))
     suppress_eos: bool = False  # benchmarks: generate exactly max_tokens
+    # --- asked for by API clients (app/api) ---
+    json_schema: str = ""  # constrain the reply to this JSON schema (through a grammar)
+    tools_json: str = ""  # OpenAI-style tool declarations for the chat template, as JSON
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias) pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +213,9 @@ class Error:
     message: str
     request_id: str | None = None
     details: tuple[str, ...] = ()  # e.g. every validation problem, llama.cpp's log lines
+    # "request": the request itself cannot be served as asked (bad sampling values, a
+    # prompt over the context, a schema no grammar can express): the API answers 400.
+    kind: str = "engine"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import faulthandler
 import gc
+import json
 import logging
 import os
 import queue
@@ -265,8 +266,10 @@ class Worker:
             with self._state_lock:
                 self._current = None
 
-    def _fail(self, rid: str | None, message: str, details: tuple[str, ...] = ()) -> None:
-        self.send(Error(message, rid, details))
+    def _fail(
+        self, rid: str | None, message: str, details: tuple[str, ...] = (), kind: str = "engine"
+    ) -> None:
+        self.send(Error(message, rid, details, kind))
         self.send(Finished(rid, "error"))
 
     # --- load -----------------------------------------------------------------------
@@ -418,7 +421,7 @@ class Worker:
             return None
 
     def _prompt(
-        self, messages, prompt, system_prompt: str = ""
+        self, messages, prompt, system_prompt: str = "", tools_json: str = ""
     ) -> tuple[list[int], list[str], Any]:
         """Tokens, stop strings and stopping criteria for a chat or a raw prompt."""
         llm = self.llm
@@ -428,12 +431,13 @@ class Worker:
                 [],
                 None,
             )
-        msgs = [{"role": m.role, "content": m.content} for m in messages]
+        msgs = [_message_dict(m) for m in messages]
         if system_prompt and not any(m["role"] == "system" for m in msgs):
             msgs.insert(0, {"role": "system", "content": system_prompt})
         if self._formatter is not None:
             try:
-                result = self._formatter(messages=msgs)
+                tools = json.loads(tools_json) if tools_json else None
+                result = self._formatter(messages=msgs, tools=tools)
             except Exception as e:
                 raise _UserError(
                     f"The model's chat template failed on this conversation: {e}"
@@ -462,15 +466,16 @@ class Worker:
             return
         problems = [p for p in settings_mod.validate_sampling(cmd.sampling) if p.is_error]
         if problems:
-            self._fail(rid, problems[0].message, tuple(p.message for p in problems))
+            self._fail(rid, problems[0].message, tuple(p.message for p in problems), "request")
             return
         started = time.perf_counter()
         try:
             tokens, stop, criteria = self._prompt(
-                cmd.messages, cmd.prompt, cmd.sampling.system_prompt
+                cmd.messages, cmd.prompt, cmd.sampling.system_prompt, cmd.tools_json
             )
+            grammar = self._grammar(cmd.json_schema)
         except _UserError as e:
-            self._fail(rid, str(e))
+            self._fail(rid, str(e), kind="request")
             return
         n_ctx = self.llm.n_ctx()
         if len(tokens) >= n_ctx:
@@ -478,11 +483,23 @@ class Worker:
                 rid,
                 f"The conversation takes {len(tokens):,} tokens but the context holds {n_ctx:,}: "
                 "shorten it, or reload the model with a larger context.",
+                kind="request",
             )
             return
-        self._stream(cmd, tokens, stop, criteria, started)
+        self._stream(cmd, tokens, stop, criteria, started, grammar)
 
-    def _completion_kwargs(self, cmd: Generate, stop: list[str], criteria) -> dict[str, Any]:
+    def _grammar(self, json_schema: str):
+        """The grammar for an API client's JSON schema (None: unconstrained)."""
+        if not json_schema:
+            return None
+        try:
+            return self.lc.LlamaGrammar.from_json_schema(json_schema, verbose=False)
+        except Exception as e:  # the converter's own assertion and ValueError messages
+            raise _UserError(f"This JSON schema cannot be turned into a grammar: {e}") from e
+
+    def _completion_kwargs(
+        self, cmd: Generate, stop: list[str], criteria, grammar=None
+    ) -> dict[str, Any]:
         sp = cmd.sampling
         kwargs: dict[str, Any] = dict(
             max_tokens=sp.max_tokens,
@@ -498,6 +515,10 @@ class Worker:
         )
         if sp.seed >= 0:
             kwargs["seed"] = sp.seed
+        if grammar is not None:
+            kwargs["grammar"] = grammar
+        if cmd.logit_bias:
+            kwargs["logit_bias"] = dict(cmd.logit_bias)
         if cmd.suppress_eos:
             import numpy as np
 
@@ -520,7 +541,9 @@ class Worker:
         kwargs["stopping_criteria"] = self.lc.StoppingCriteriaList([count, *(criteria or [])])
         return kwargs
 
-    def _stream(self, cmd: Generate, tokens: list[int], stop, criteria, started: float) -> None:
+    def _stream(
+        self, cmd: Generate, tokens: list[int], stop, criteria, started: float, grammar=None
+    ) -> None:
         rid = cmd.request_id
         lc, ctx = self.lc, self.llm._ctx.ctx
         lc.llama_perf_context_reset(ctx)
@@ -531,7 +554,7 @@ class Worker:
         self._watch_prompt(rid)
         self._detokenize.reset()
         stream = self.llm.create_completion(
-            prompt=tokens, **self._completion_kwargs(cmd, stop, criteria)
+            prompt=tokens, **self._completion_kwargs(cmd, stop, criteria, grammar)
         )
         try:
             for chunk in stream:
@@ -632,6 +655,14 @@ class Worker:
 
 class _UserError(Exception):
     pass
+
+
+def _message_dict(m) -> dict[str, Any]:
+    """A ChatMessage as the chat template sees it (with an API client's tool-call keys)."""
+    msg: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.extra_json:
+        msg.update(json.loads(m.extra_json))
+    return msg
 
 
 # --- helpers --------------------------------------------------------------------------------
