@@ -104,6 +104,23 @@ class Variant:
         return None
 
 
+def hearth_settings(v: Variant, threads: int):
+    """The LoadSettings of one variant: the raw Llama and Hearth's worker get the same ones
+    (through app.engine.llama_args.llama_kwargs, as the worker builds its Llama)."""
+    from app.engine.settings import LoadSettings
+
+    return LoadSettings(
+        n_ctx=N_CTX,
+        n_batch=N_BATCH,
+        n_ubatch=N_BATCH,
+        type_k=v.type_k,
+        type_v=v.type_v,
+        flash_attn=v.flash_attn,
+        n_threads=threads,
+        n_threads_batch=threads,
+    )
+
+
 ALL_VARIANTS = tuple(Variant(t, t, fa) for t in ("f16", "q8_0", "q4_0") for fa in (False, True))
 QUICK_VARIANTS = ("f16", "q8_0-fa")
 
@@ -320,7 +337,7 @@ class Raw:
     def __init__(self, model: Path, v: Variant, threads: int):
         import llama_cpp
 
-        from app.engine import settings as st
+        from app.engine.llama_args import llama_kwargs
 
         self.lc = llama_cpp
         _quiet_llama_log()
@@ -329,23 +346,7 @@ class Raw:
         self._quiet = io.StringIO()
         with contextlib.redirect_stderr(self._quiet):
             self.llm = llama_cpp.Llama(
-                model_path=str(model),
-                n_ctx=N_CTX,
-                n_batch=N_BATCH,
-                n_ubatch=N_BATCH,
-                n_gpu_layers=-1,
-                type_k=st.kv_type_id(v.type_k),
-                type_v=st.kv_type_id(v.type_v),
-                flash_attn=v.flash_attn,
-                offload_kqv=True,
-                swa_full=True,
-                use_mmap=True,
-                use_mlock=False,
-                n_threads=threads,
-                n_threads_batch=threads,
-                rope_freq_base=0.0,
-                rope_freq_scale=0.0,
-                verbose=True,
+                model_path=str(model), **llama_kwargs(hearth_settings(v, threads)), verbose=True
             )
 
     def close(self) -> None:
@@ -450,20 +451,10 @@ class Hearth:
 
     def __init__(self, sup, model: Path, v: Variant, threads: int):
         from app.engine.protocol import Loaded
-        from app.engine.settings import LoadSettings
         from app.engine.supervisor import wait_for
 
         self.sup = sup
-        settings = LoadSettings(
-            n_ctx=N_CTX,
-            n_batch=N_BATCH,
-            n_ubatch=N_BATCH,
-            type_k=v.type_k,
-            type_v=v.type_v,
-            flash_attn=v.flash_attn,
-            n_threads=threads,
-            n_threads_batch=threads,
-        )
+        settings = hearth_settings(v, threads)
         ev = wait_for(sup, sup.load(str(model), settings), timeout=600)
         if not isinstance(ev, Loaded):
             raise RuntimeError(f"Hearth could not load the model: {ev!r}")

@@ -36,6 +36,8 @@ def main() -> int:
 
     from llama_cpp import Llama
 
+    from app.engine.llama_args import llama_kwargs
+    from app.engine.settings import LoadSettings
     from app.engine.worker import _IncrementalDetokenize
 
     cache = ROOT / "bench" / ".cache"
@@ -43,7 +45,11 @@ def main() -> int:
     model = cache / "long-reply-bigram.gguf"
     if not model.exists():
         testmodels.write_model(model, n_ctx_train=8192)
-    llm = Llama(str(model), n_ctx=8192, n_threads=1, verbose=False)
+    llm = Llama(
+        str(model),
+        **llama_kwargs(LoadSettings(n_ctx=8192, n_threads=1)),
+        verbose=False,
+    )
     original = llm.detokenize
 
     def rate(n: int, memo: bool) -> float:

@@ -37,6 +37,7 @@ from typing import Any
 
 from app.engine import gguf_info, hardware
 from app.engine import settings as settings_mod
+from app.engine.llama_args import llama_kwargs
 from app.engine.protocol import (
     BufferSizes,
     Cancel,
@@ -153,15 +154,6 @@ class _LogCapture:
                 self.errors.append(line)
         if name in ("warning", "error") or (name == "info" and self.forward_info):
             self._send(Log(name, line))
-
-
-def _physical_cores() -> int:
-    try:
-        import psutil
-
-        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    except Exception:
-        return os.cpu_count() or 1
 
 
 class Worker:
@@ -352,27 +344,9 @@ class Worker:
             params.progress_callback = progress_cb
             return params
 
-        kwargs = dict(
-            n_ctx=s.n_ctx,
-            n_batch=s.n_batch,
-            n_ubatch=s.n_ubatch,
-            n_gpu_layers=s.n_gpu_layers,
-            type_k=settings_mod.kv_type_id(s.type_k),
-            type_v=settings_mod.kv_type_id(s.type_v),
-            flash_attn=s.flash_attn,
-            offload_kqv=s.offload_kqv,
-            swa_full=s.swa_full,
-            use_mmap=s.use_mmap,
-            use_mlock=s.use_mlock,
-            seed=s.seed if s.seed >= 0 else lc.LLAMA_DEFAULT_SEED,
-            n_threads=s.n_threads or _physical_cores(),
-            n_threads_batch=s.n_threads_batch or os.cpu_count() or 1,
-            rope_freq_base=s.rope_freq_base,
-            rope_freq_scale=s.rope_freq_scale,
-            # verbose=False would point stderr at /dev/null while loading and hide the
-            # reason for an abort; our log callback already captures llama.cpp's log.
-            verbose=True,
-        )
+        # verbose=False would point stderr at /dev/null while loading and hide the reason
+        # for an abort; our log callback already captures llama.cpp's log.
+        kwargs = dict(llama_kwargs(s), verbose=True)
         lowlevel.llama_model_default_params = params_with_progress
         try:
             return lc.Llama(model_path=cmd.path, **kwargs)

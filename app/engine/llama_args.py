@@ -1,0 +1,57 @@
+"""LoadSettings -> the keyword arguments of `llama_cpp.Llama(...)`, in one place.
+
+The worker and the benchmarks build their Llama objects through `llama_kwargs()`, so what
+the settings panel and the CLI declare is what llama.cpp gets. llama-cpp-python swallows an
+unknown keyword without a word (DESIGN.md: `rpc_servers`), so tests/engine/test_llama_args.py
+checks every LoadSettings field against the signature of `Llama.__init__`: a field either
+reaches a parameter of that name (after the conversions below) or is listed in
+`NOT_LLAMA_ARGS` with the place that handles it.
+
+No llama_cpp import here: the values are plain numbers (the window and the CLI may call it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from app.engine.settings import LoadSettings, kv_type_id
+
+# llama.h's LLAMA_DEFAULT_SEED: "pick a random seed" (the test checks it against llama_cpp).
+LLAMA_DEFAULT_SEED = 0xFFFFFFFF
+
+# LoadSettings fields that are not a Llama(...) keyword, and who uses them instead.
+# Add a field here when it is handled outside the constructor; the test names any field
+# that is neither.
+NOT_LLAMA_ARGS: dict[str, str] = {}
+
+
+def physical_cores() -> int:
+    """CPU cores without hyper-threads (llama.cpp's own default for generation threads)."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def _convert(name: str, value: Any) -> Any:
+    if name in ("type_k", "type_v"):
+        return kv_type_id(value)  # a validated name -> ggml type id; a bad id aborts
+    if name == "seed":
+        return value if value >= 0 else LLAMA_DEFAULT_SEED
+    if name == "n_threads":
+        return value or physical_cores()
+    if name == "n_threads_batch":
+        return value or os.cpu_count() or 1
+    return value
+
+
+def llama_kwargs(settings: LoadSettings) -> dict[str, Any]:
+    """Llama(...) keyword arguments for these settings (normalized first: n_ctx rounded up
+    to a multiple of 256, batches cut to the context), without `model_path` and `verbose`."""
+    s = settings.normalized()
+    return {
+        f.name: _convert(f.name, getattr(s, f.name))
+        for f in dataclasses.fields(s)
+        if f.name not in NOT_LLAMA_ARGS
+    }
