@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("app.cli_model", "show a GGUF model's metadata and any problems"),
     "estimate": ("app.cli_model", "estimate the memory a model needs, and what fits"),
     "run": ("app.cli_run", "load a model and stream a reply to a prompt"),
+    "ps": ("app.cli_ps", "list the models a running Hearth has loaded"),
     "search": ("app.cli_hub", "search Hugging Face for GGUF models"),
     "pull": ("app.cli_hub", "download a GGUF model from Hugging Face"),
     "list": ("app.cli_library", "list the models in the local library"),

@@ -1,4 +1,7 @@
-"""`hearth run FILE "PROMPT"`: load a model in the supervised worker and stream a reply.
+"""`hearth run FILE "PROMPT"`: load a model through a model host and stream a reply.
+
+The host (app.engine.host) is this process's own: the same code the window and the API use,
+with the model in a supervised worker process.
 
 Tokens go to stdout as they arrive; the load progress, the timings and every message go to
 stderr. Ctrl+C cancels the running load or reply (a second Ctrl+C quits at once).
@@ -10,6 +13,7 @@ crashed, 130 cancelled.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import signal
 import sys
@@ -17,7 +21,7 @@ import threading
 
 from app.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from app.engine import gguf_info, settings
-from app.engine.protocol import ChatMessage, Crashed, Error, Finished, Loaded, LoadProgress, Token
+from app.engine.protocol import ChatMessage, Crashed, Error, Finished, LoadProgress, Token
 
 EXIT_CRASH, EXIT_CANCELLED = 3, 130
 
@@ -53,47 +57,73 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 class _Runner:
+    """One load and one reply through a model host of this process's own."""
+
     def __init__(self, args, load, sampling):
         self.args = args
         self.load = load
         self.sampling = sampling
         self.tty = sys.stderr.isatty()
         self.cancelled = threading.Event()
-        self.current: str | None = None
-        self.sup = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loading: asyncio.Future | None = None
+        self.request = None
         self.report: dict = {"file": args.file}
 
     def run(self) -> int:
-        from app.engine.supervisor import EngineNotRunning, Supervisor
-
-        self.sup = Supervisor(in_process=self.args.engine_in_process)
         previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
-            self.sup.start()
-            return self._load_and_generate()
-        except EngineNotRunning as e:
-            print(f"error: {e}", file=sys.stderr)
-            return EXIT_FAIL
+            return asyncio.run(self._main())
         finally:
             signal.signal(signal.SIGINT, previous)
-            self.sup.shutdown()
+
+    async def _main(self) -> int:
+        from app.engine.host import ModelHost
+
+        self.loop = asyncio.get_running_loop()
+        host = ModelHost(in_process=self.args.engine_in_process)
+        host.subscribe(self._on_host_event)
+        try:
+            return await self._load_and_generate(host)
+        finally:
+            await host.close()
 
     def _on_sigint(self, _sig, _frame) -> None:
         if self.cancelled.is_set():
             raise KeyboardInterrupt
         self.cancelled.set()
         print("\nCancelling… (Ctrl+C again to quit at once)", file=sys.stderr)
-        self.sup.cancel(self.current)
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._cancel_current)
 
-    def _load_and_generate(self) -> int:
-        from app.engine.supervisor import wait_for
+    def _cancel_current(self) -> None:
+        if self.request is not None:
+            self.request.cancel()
+        elif self.loading is not None:
+            self.loading.cancel()
 
-        self.current = self.sup.load(self.args.file, self.load)
-        event = wait_for(self.sup, self.current, timeout=3600, on_event=self._on_event)
+    async def _load_and_generate(self, host) -> int:
+        from app.engine.host_types import HostError
+
+        # keep_alive -1: the model stays until this command ends and closes the host.
+        self.loading = asyncio.ensure_future(
+            host.ensure_loaded(self.args.file, self.load, keep_alive=-1)
+        )
+        try:
+            event = (await self.loading).loaded
+        except asyncio.CancelledError:
+            return self._end(Finished("", "cancelled"))
+        except HostError as e:
+            if self.tty:
+                print(file=sys.stderr)
+            if e.crash is not None:
+                return self._end(e.crash)
+            self._on_event(Error(str(e), None, e.details))
+            return self._end(Finished("", "error"))
+        finally:
+            self.loading = None
         if self.tty:
             print(file=sys.stderr)
-        if not isinstance(event, Loaded):
-            return self._end(event)
         self.report["load"] = {
             "n_ctx": event.n_ctx,
             "seconds": round(event.load_seconds, 3),
@@ -108,13 +138,21 @@ class _Runner:
         if self.cancelled.is_set():
             return EXIT_CANCELLED
         if self.args.chat:
-            self.current = self.sup.generate(
-                [ChatMessage("user", self.args.prompt)], sampling=self.sampling
-            )
+            messages = [ChatMessage("user", self.args.prompt)]
+            self.request = await host.generate(self.args.file, messages, sampling=self.sampling)
         else:
-            self.current = self.sup.generate(prompt=self.args.prompt, sampling=self.sampling)
-        event = wait_for(self.sup, self.current, timeout=24 * 3600, on_event=self._on_event)
+            self.request = await host.generate(
+                self.args.file, prompt=self.args.prompt, sampling=self.sampling
+            )
+        async for event in self.request.stream():
+            self._on_event(event)
         return self._end(event)
+
+    def _on_host_event(self, event) -> None:
+        from app.engine.host_types import WorkerEvent
+
+        if isinstance(event, WorkerEvent) and isinstance(event.event, LoadProgress):
+            self._on_event(event.event)
 
     def _on_event(self, event) -> None:
         if isinstance(event, Token) and not self.args.json:

@@ -12,6 +12,7 @@ Tokens are coalesced: pieces that arrive within one frame (1/60 s) go out as one
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import queue
@@ -75,6 +76,7 @@ class EngineThread(QThread):
         self.supervisor = None
         self._control: queue.Queue[_Control] = queue.Queue()
         self._stop = False
+        self.loaded_estimate: int | None = None  # RAM estimate of the loaded model (ps)
 
     def run(self) -> None:
         _protocol()
@@ -102,6 +104,8 @@ class EngineThread(QThread):
                     pending_rid, first_at = event.request_id, time.monotonic()
                 pending.append(event.text)
                 continue
+            if isinstance(event, p.Loaded):
+                self.loaded_estimate = _estimate_bytes(event)  # reads the file: not the GUI's
             self.event_received.emit(event)
         self.supervisor.shutdown(timeout=3.0)
 
@@ -124,6 +128,13 @@ class EngineThread(QThread):
 
     def request(self, action: str, reload: bool = False) -> None:
         self._control.put(_Control(action, reload))
+
+
+def _estimate_bytes(loaded) -> int | None:
+    from app.engine import gguf_info, memory
+
+    info = gguf_info.inspect(loaded.path, check_vocab=False).info
+    return memory.estimate(info, loaded.settings).host_bytes if info is not None else None
 
 
 class EngineClient(QObject):
@@ -151,6 +162,7 @@ class EngineClient(QObject):
         self.last_crash: p.Crashed | None = None
         self.last_load: p.Load | None = None
         self.worker_pid: int | None = None
+        self.loaded_at: float | None = None
         self._shut_down = False
         self._thread = EngineThread(in_process, self)
         self._thread.event_received.connect(self._on_event)
@@ -226,6 +238,36 @@ class EngineClient(QObject):
             with contextlib.suppress(Exception):
                 sup.cancel(request_id)
 
+    def ps(self) -> list:
+        """The loaded model as `hearth ps` shows it (host_types.ModelStatus rows). A model
+        the window loaded stays until the user unloads it: pinned, no expiry."""
+        from app.engine.host import worker_rss
+        from app.engine.host_types import ModelStatus
+
+        m = self.loaded_model
+        if m is None:
+            return []
+        pid = self.worker_pid
+        return [
+            ModelStatus(
+                model=m.path,
+                name=os.path.basename(m.path),
+                state="loaded",
+                settings=dataclasses.replace(m.settings, n_ctx=m.n_ctx),
+                n_ctx=m.n_ctx,
+                estimate_bytes=self._thread.loaded_estimate or 0,
+                estimate_gpu_bytes=(),
+                rss_bytes=worker_rss(pid) if pid is not None else None,
+                worker_pid=pid,
+                queued=0,
+                running=self.generating,
+                pinned=True,
+                keep_alive_s=None,
+                expires_at=None,
+                loaded_at=self.loaded_at,
+            )
+        ]
+
     # --- events ---------------------------------------------------------------------
 
     def _set_state(self, state: str) -> None:
@@ -255,6 +297,7 @@ class EngineClient(QObject):
             self.load_progress.emit(ev.request_id, ev.fraction)
         elif isinstance(ev, p.Loaded):
             self.loaded_model, self.loading = ev, None
+            self.loaded_at = time.time()
             self._set_state(EngineState.READY)
             self.loaded.emit(ev)
         elif isinstance(ev, p.Unloaded):

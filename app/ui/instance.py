@@ -21,10 +21,12 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QDir, QEvent, QLockFile, QObject, Signal
+
+from app.control import server_name
 
 if TYPE_CHECKING:  # QtNetwork loads only when a socket is used: not before the first paint
     from PySide6.QtNetwork import QLocalSocket
@@ -36,32 +38,6 @@ REPLY_MS = 10_000  # the running window answers from its event loop, even when b
 LOCK_MS = 10_000  # another process may be between its connect attempt and listen()
 MAX_MESSAGE = 1 << 20
 ACK = b"ok\n"
-
-
-def server_name() -> str:
-    """The local server's name (a full socket path under XDG_RUNTIME_DIR where there is one)."""
-    from app.engine import paths
-
-    if hasattr(os, "getuid"):  # POSIX: the uid is the user (and getpass costs start-up)
-        user = str(os.getuid())
-    else:
-        import getpass
-
-        try:
-            user = getpass.getuser()
-        except Exception:  # no user name in the environment
-            user = "user"
-    folder = os.path.realpath(paths.config_dir())
-    # A name per user and Hearth home; a checksum is enough (and hashlib costs start-up time).
-    import zlib
-
-    key = f"{user}\0{folder}".encode()
-    digest = f"{zlib.crc32(key):08x}{zlib.adler32(key):08x}"
-    name = f"hearth-{digest}"
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if sys.platform.startswith("linux") and runtime and os.path.isdir(runtime):
-        return os.path.join(runtime, name)  # per user, mode 0700, emptied at logout
-    return name
 
 
 def _lock_path(name: str) -> str:
@@ -92,6 +68,7 @@ class Claim:
             self.release()
         if self.server is not None:
             self.server.files_received.connect(lambda files: open_in_window(window, files))
+            self.server.ps_provider = lambda: [row.to_dict() for row in window.engine.ps()]
             # Closing removes the socket file: the process may end without Qt's destructors.
             qapp.aboutToQuit.connect(self.server.close)
         opener = FileOpenFilter(qapp)
@@ -155,7 +132,8 @@ def send(name: str, paths: Sequence[str]) -> bool | None:
 
 
 class InstanceServer(QObject):
-    """Listens for other `hearth` processes; emits the paths each one sends."""
+    """Listens for other `hearth` processes: emits the paths each one sends, and answers
+    `hearth ps` from `ps_provider` (app/control.py has the messages)."""
 
     files_received = Signal(list)
 
@@ -174,6 +152,7 @@ class InstanceServer(QObject):
                 raise OSError(f"cannot listen on {name}: {self._server.errorString()}")
         self._server.newConnection.connect(self._on_new_connection)
         self._buffers: dict[QLocalSocket, bytes] = {}
+        self.ps_provider: Callable[[], list[dict]] | None = None
 
     @property
     def full_name(self) -> str:
@@ -210,15 +189,25 @@ class InstanceServer(QObject):
         self._buffers.pop(sock, None)
         try:
             message = json.loads(data)
+            if message.get("ps"):
+                self._answer(sock, json.dumps({"models": self._ps()}).encode() + b"\n")
+                return
             files = [str(f) for f in message["files"]]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("ignored a malformed message from another Hearth process")
             sock.abort()
             return
-        sock.write(ACK)
+        self._answer(sock, ACK)
+        self.files_received.emit(files)
+
+    def _ps(self) -> list[dict]:
+        return self.ps_provider() if self.ps_provider is not None else []
+
+    @staticmethod
+    def _answer(sock: QLocalSocket, reply: bytes) -> None:
+        sock.write(reply)
         sock.flush()
         sock.disconnectFromServer()
-        self.files_received.emit(files)
 
 
 class FileOpenFilter(QObject):

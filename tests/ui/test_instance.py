@@ -241,3 +241,38 @@ def test_the_usual_start_never_loads_qtnetwork(tmp_path):
                          env=env, cwd=REPO, timeout=60)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+def test_hearth_ps_asks_the_running_window(window, qtbot, qapp, bigram_model):
+    """`hearth ps` (a separate process, no Qt) gets the window's loaded model over the
+    instance socket: its settings as applied, memory and the worker's pid."""
+    import json
+
+    from app.engine.settings import LoadSettings
+
+    with qtbot.waitSignal(window.engine.loaded, timeout=60_000):
+        window.engine.load(str(bigram_model), LoadSettings(n_ctx=1000))
+    claim = instance.claim([])
+    server = claim.serve(qapp, window)
+    try:
+        proc = second_hearth("ps", "--json")
+        qtbot.waitUntil(lambda: proc.poll() is not None, timeout=30_000)
+        out, err = proc.communicate()
+        assert proc.returncode == 0, err
+        [row] = json.loads(out)
+        assert row["name"] == bigram_model.name and row["state"] == "loaded"
+        assert row["n_ctx"] == 1024 and row["settings"]["n_ctx"] == 1024  # as applied
+        assert row["worker_pid"] == window.engine.worker_pid
+        assert row["rss_bytes"] > 0 and row["estimate_bytes"] > 0
+        assert row["pinned"] is True and row["expires_at"] is None
+        proc = second_hearth("ps")
+        qtbot.waitUntil(lambda: proc.poll() is not None, timeout=30_000)
+        out, err = proc.communicate()
+        assert proc.returncode == 0, err
+        header, line = out.splitlines()
+        assert header.split()[:4] == ["NAME", "STATE", "CONTEXT", "KV"]
+        assert line.split()[:4] == [bigram_model.name, "loaded", "1,024", "f16/f16"]
+    finally:
+        server.close()
+        qapp.removeEventFilter(window._file_open_filter)

@@ -1,0 +1,46 @@
+"""`hearth run`: a real process that streams the bigram model's reply through its own model
+host (one worker process), with the exit codes the command promises."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.engine import testmodels
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def hearth(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app", *args], cwd=REPO, env=dict(os.environ),
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_run_streams_the_exact_reply_and_reports_the_load(bigram_model):
+    done = hearth("run", str(bigram_model), "Hello", "-n", "7", "--temp", "0", "-c", "1000")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == testmodels.BIGRAM_CYCLE_TEXT + "\n"
+    assert "n_ctx 1024, KV f16/f16" in done.stderr
+    assert "7 tokens at" in done.stderr
+
+
+def test_run_json_chat(bigram_model):
+    done = hearth("run", str(bigram_model), "Hello", "--chat", "-n", "14", "--temp", "0", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["text"] == testmodels.bigram_text(14) and report["reason"] == "length"
+    assert report["load"]["n_ctx"] == 4096 and report["timings"]["completion_tokens"] == 14
+
+
+def test_run_exit_codes_for_bad_settings_and_unusable_files(bigram_model, broken_files):
+    bad = hearth("run", str(bigram_model), "Hello", "-ctv", "q8_0")
+    assert bad.returncode == 2
+    assert "needs flash attention" in bad.stderr
+    unusable = hearth("run", str(broken_files["truncated_tensor_data"]), "Hello")
+    assert unusable.returncode == 1 and unusable.stderr.strip()
