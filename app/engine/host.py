@@ -213,14 +213,27 @@ class ModelHost:
     ) -> Request:
         """Queue a reply to chat `messages` (or a raw `prompt`), loading the model first if
         needed; returns the queued request."""
-        await self.ensure_loaded(model, settings, keep_alive=keep_alive)
         cmd = Generate(
             messages=tuple(messages) if messages is not None else None,
             prompt=prompt,
             sampling=sampling or SamplingSettings(),
             suppress_eos=suppress_eos,
         )
-        return self._enqueue(self.model_id(model), "generate", cmd, keep_alive)
+        return await self.submit(model, cmd, settings=settings, keep_alive=keep_alive)
+
+    async def submit(
+        self,
+        model: str | os.PathLike[str],
+        command: Generate | CountTokens,
+        *,
+        settings: LoadSettings | None = None,
+        keep_alive: float | None = None,
+    ) -> Request:
+        """Queue a command built by the caller (the API's Generate with a schema, tools,
+        logit bias), loading the model first if needed; returns the queued request."""
+        await self.ensure_loaded(model, settings, keep_alive=keep_alive)
+        kind = "generate" if isinstance(command, Generate) else "count"
+        return self._enqueue(self.model_id(model), kind, command, keep_alive)
 
     async def count_tokens(
         self,
@@ -231,9 +244,8 @@ class ModelHost:
         keep_alive: float | None = None,
     ) -> Request:
         """Queue a token count of `messages` (with the chat template) or `text`."""
-        await self.ensure_loaded(model, keep_alive=keep_alive)
         cmd = CountTokens(tuple(messages) if messages is not None else None, text)
-        return self._enqueue(self.model_id(model), "count", cmd, keep_alive)
+        return await self.submit(model, cmd, keep_alive=keep_alive)
 
     async def unload(self, model: str | os.PathLike[str], reason: str = "user") -> bool:
         """Unload a model now (its queued and running requests are cancelled)."""
