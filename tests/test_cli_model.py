@@ -26,7 +26,7 @@ BROKEN_CODES = {
     "missing_arch_keys": "missing_keys", "unknown_architecture": "unknown_architecture",
     "no_layers": "no_layers", "duplicate_tokens": "duplicate_tokens",
     "non_first_shard": "not_first_shard", "missing_shard": "missing_shard",
-    "directory": "directory",
+    "directory": "directory", "no_tensors": "no_tensors",
 }  # fmt: skip
 
 
@@ -94,7 +94,7 @@ def test_inspect_and_estimate_broken_files(broken_files, kind):
     assert f"error: {first['message']}" in errors
     assert (j["info"] is None) == (kind not in {
         "truncated_tensor_data", "unknown_architecture", "no_layers", "duplicate_tokens",
-        "missing_shard",
+        "missing_shard", "no_tensors",
     })  # fmt: skip
 
     e = hearth("estimate", path, "--ram-free", "16G")

@@ -48,13 +48,12 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from app.engine import hub
 from app.engine.fileio import atomic_write_json, fsync_dir, read_json
+from app.engine.filenames import PART_SUFFIX, SIDECAR_SUFFIX
 from app.engine.gguf_info import human_bytes
 from app.engine.hub import RemoteFile
 
 log = logging.getLogger(__name__)
 
-PART_SUFFIX = ".part"
-SIDECAR_SUFFIX = ".part.json"
 SIDECAR_FORMAT = "hearth-download/1"
 DISK_MARGIN = 64 << 20  # keep this much free beyond the download itself
 MAX_REDIRECTS = 10

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import mmap
 import os
-import re
 import struct
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from app.engine.filenames import split_name
 from app.engine.ggml_types import (
     FILE_TYPE_NAMES,
     GGML_TYPES,
@@ -46,8 +45,6 @@ SMALL_STRING_ARRAY = 64
 PLAUSIBLE = 1 << 32
 # Without mmap (some filesystems refuse it) only the file's head is read, up to this much.
 _READ_LIMIT = 64 * 1024 * 1024
-
-SPLIT_RE = re.compile(r"^(?P<prefix>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 
 # Metadata value types (gguf.h's enum gguf_type).
 _U8, _I8, _U16, _I16, _U32, _I32, _F32, _BOOL, _STR, _ARR, _U64, _I64, _F64 = range(13)
@@ -413,18 +410,10 @@ class _Reader:
 
 def split_paths(path: str | os.PathLike[str]) -> SplitInfo | None:
     """The shard set a file name like `x-00002-of-00003.gguf` belongs to, or None."""
-    p = Path(path)
-    m = SPLIT_RE.match(p.name)
-    if not m:
+    split = split_name(str(path))
+    if split is None:
         return None
-    count = int(m["count"])
-    index = int(m["no"])
-    if count < 1 or index < 1 or index > count:
-        return None
-    paths = tuple(
-        str(p.with_name(f"{m['prefix']}-{i:05d}-of-{count:05d}.gguf")) for i in range(1, count + 1)
-    )
-    return SplitInfo(index=index, count=count, paths=paths)
+    return SplitInfo(index=split.index, count=split.count, paths=split.names)
 
 
 def _open_map(path: str) -> tuple[mmap.mmap | bytes, int]:
@@ -892,6 +881,14 @@ def check(info: GGUFInfo) -> list[Problem]:
                 "should be next to the first part.",
                 code="missing_shard",
             ))  # fmt: skip
+    if info.n_tensors == 0 and not (info.split is not None and info.split.missing):
+        problems.append(Problem(
+            "error",
+            f"{name} holds no tensors: it has a '{info.architecture}' model's metadata and "
+            "vocabulary but none of its weights (a vocabulary-only file, like those llama.cpp "
+            "keeps for tokenizer tests). There is nothing to load; open the model file itself.",
+            code="no_tensors",
+        ))  # fmt: skip
     if info.architecture not in KNOWN_ARCHITECTURES:
         problems.append(Problem(
             "error",

@@ -26,7 +26,8 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from app.engine.gguf_info import SPLIT_RE, human_bytes
+from app.engine import filenames
+from app.engine.gguf_info import human_bytes
 from app.engine.memory import GPU_OVERHEAD, HOST_OVERHEAD
 
 log = logging.getLogger(__name__)
@@ -603,9 +604,7 @@ _QUANT_RE = re.compile(
 
 def parse_quant(filename: str) -> str | None:
     """The quantization a GGUF file name announces ("Q4_K_M", "UD-Q4_K_XL", "BF16"), or None."""
-    stem = PurePosixPath(filename).name
-    m = SPLIT_RE.match(stem)
-    stem = m["prefix"] if m else stem.removesuffix(".gguf").removesuffix(".GGUF")
+    stem = filenames.model_stem(filename)
     found = list(_QUANT_RE.finditer(stem))
     if not found:
         return None
@@ -614,30 +613,16 @@ def parse_quant(filename: str) -> str | None:
     return f"UD-{q}" if last["ud"] else q
 
 
-def is_mmproj(filename: str) -> bool:
-    """A vision projector ("mmproj-*.gguf"): loaded beside a model, useless alone."""
-    return "mmproj" in PurePosixPath(filename).name.lower()
-
-
 def group_gguf_files(files: Iterable[RemoteFile | None]) -> list[GGUFEntry]:
     """Single files as they are; the shards of a split set as one entry, in order."""
-    singles: list[GGUFEntry] = []
-    sets: dict[tuple[str, int], dict[int, RemoteFile]] = {}
-    for f in files:
-        if f is None:
-            continue
-        m = SPLIT_RE.match(f.name)
-        if m and int(m["count"]) > 1 and 1 <= int(m["no"]) <= int(m["count"]):
-            sets.setdefault((m["prefix"], int(m["count"])), {})[int(m["no"])] = f
-        else:
-            singles.append(GGUFEntry(f.name, parse_quant(f.name), (f,), is_mmproj(f.name)))
-    for (_prefix, count), shards in sets.items():
-        ordered = tuple(shards[i] for i in sorted(shards))
-        first = ordered[0].name
-        singles.append(
-            GGUFEntry(first, parse_quant(first), ordered, is_mmproj(first), split_count=count)
-        )
-    return singles
+    by_name = {f.name: f for f in files if f is not None}
+    entries = []
+    for group in filenames.group_shards(by_name):
+        shards = tuple(by_name[n] for n in group.present)
+        first = group.present[0]
+        entries.append(GGUFEntry(first, parse_quant(first), shards, filenames.is_mmproj(first),
+                                 split_count=group.count))  # fmt: skip
+    return entries
 
 
 # --- fit badge -----------------------------------------------------------------------------

@@ -41,7 +41,8 @@ from typing import Any
 
 from app.engine import gguf_info, paths
 from app.engine.fileio import atomic_write_json
-from app.engine.gguf_info import SPLIT_RE, human_bytes, split_paths
+from app.engine.filenames import LEFTOVER_SUFFIXES, PART_SUFFIX, group_shards, is_mmproj, model_stem
+from app.engine.gguf_info import human_bytes, split_paths
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,6 @@ STATE_VERSION = 1
 STATE_FILE = "library.json"
 # In order of precedence: when one file is reachable from several places, the first names it.
 SOURCES = ("hearth", "hf-cache", "lmstudio", "ollama", "folder", "added-file")
-# What a download in progress leaves next to a model file (see downloads.py): the partial
-# file and its sidecar. Scans ignore them; delete() removes them with the model.
-PART_SUFFIX = ".part"
-LEFTOVER_SUFFIXES = (PART_SUFFIX, ".json", ".part.json")
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
 OLLAMA_PROJECTOR_LAYER = "application/vnd.ollama.image.projector"
 OLLAMA_DEFAULT_HOST = "registry.ollama.ai"
@@ -277,25 +274,6 @@ def _walk_gguf(root: str | Path, max_depth: int = MAX_DEPTH) -> list[str]:
     return found
 
 
-def _is_mmproj(path: str) -> bool:
-    return os.path.basename(path).lower().startswith("mmproj")
-
-
-def _group_shards(files: list[str]) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
-    """(first shard, every expected shard, shards present) for each model among `files`."""
-    models = []
-    sets: dict[tuple[str, ...], set[str]] = {}
-    for f in sorted(files):
-        split = split_paths(f)
-        if split is None or f not in split.paths:  # an odd spelling: treat it as one file
-            models.append((f, (f,), (f,)))
-        else:
-            sets.setdefault(split.paths, set()).add(f)
-    for expected, present in sets.items():
-        models.append((expected[0], expected, tuple(p for p in expected if p in present)))
-    return models
-
-
 def _folder_candidates(
     root: str | Path,
     source: str,
@@ -308,10 +286,11 @@ def _folder_candidates(
         by_dir.setdefault(os.path.dirname(f), []).append(f)
     out = []
     for folder, files in sorted(by_dir.items()):
-        mmproj = tuple(sorted(f for f in files if _is_mmproj(f)))
+        mmproj = tuple(sorted(f for f in files if is_mmproj(f)))
         origin = origin_of(folder) if origin_of else None
-        for first, expected, present in _group_shards([f for f in files if not _is_mmproj(f)]):
-            out.append(_Candidate(first, expected, present, source, owned, origin, mmproj=mmproj))
+        for g in group_shards(f for f in files if not is_mmproj(f)):
+            out.append(_Candidate(g.first, g.expected, g.present, source, owned, origin,
+                                  mmproj=mmproj))  # fmt: skip
     return out
 
 
@@ -400,7 +379,7 @@ def _file_candidate(path: str, source: str, owned: bool = False) -> _Candidate:
     try:
         mmproj = tuple(sorted(
             e.path for e in os.scandir(folder)
-            if _is_mmproj(e.path) and e.name.lower().endswith(".gguf")
+            if is_mmproj(e.name) and e.name.lower().endswith(".gguf")
         ))  # fmt: skip
     except OSError:
         mmproj = ()
@@ -448,11 +427,7 @@ def _stamp(files: tuple[str, ...]) -> list[list[Any]] | None:
 def _display_name(cand: _Candidate) -> str:
     if cand.name:
         return cand.name
-    base = os.path.basename(cand.path)
-    m = SPLIT_RE.match(base)
-    if m:
-        return m["prefix"]
-    return base[:-5] if base.lower().endswith(".gguf") else base
+    return model_stem(cand.path)
 
 
 def _set_problem(cand: _Candidate) -> str | None:

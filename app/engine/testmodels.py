@@ -66,6 +66,7 @@ class ModelSpec:
     arch: str = "llama"
     duplicate_token: bool = False  # repeat a vocabulary entry (llama.cpp aborts on it)
     split_tensors: int = 0  # >0: write shards of at most this many tensors each
+    vocab_only: bool = False  # metadata and vocabulary, no tensors (llama.cpp's vocab files)
 
     @property
     def head_dim(self) -> int:
@@ -240,7 +241,8 @@ def write_model(path: str | os.PathLike[str], spec: ModelSpec | None = None, **c
         writer.add_chat_template(spec.chat_template)
 
     n_vocab = len(tokens)
-    for name, arr in _weights(spec, n_vocab, tokens).items():
+    weights = {} if spec.vocab_only else _weights(spec, n_vocab, tokens)
+    for name, arr in weights.items():
         if arr.ndim == 1 or qtype == gguf.GGMLQuantizationType.F32:
             writer.add_tensor(name, arr)
         elif qtype == gguf.GGMLQuantizationType.F16:
@@ -269,7 +271,7 @@ BROKEN_KINDS = (
     "truncated_metadata", "truncated_tensor_data", "absurd_tensor_count", "absurd_kv_count",
     "string_past_eof", "duplicate_key", "missing_architecture", "missing_arch_keys",
     "unknown_architecture", "no_layers", "duplicate_tokens", "non_first_shard",
-    "missing_shard", "directory",
+    "missing_shard", "directory", "no_tensors",
 )  # fmt: skip
 
 
@@ -351,6 +353,8 @@ def write_broken(kind: str, folder: str | os.PathLike[str]) -> Path:
             return shards[1]
         shards[-1].unlink()
         return first
+    elif kind == "no_tensors":
+        write_model(p, vocab_only=True)
     elif kind == "directory":
         p = folder / "a-folder.gguf"
         p.mkdir(exist_ok=True)

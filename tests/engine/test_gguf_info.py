@@ -257,10 +257,14 @@ BROKEN = {
     "non_first_shard": ("not_first_shard", ["part 2 of 3", "(split-00001-of-00003.gguf)"]),
     "missing_shard": ("missing_shard", ["Part 3 of 3", "missing", "split-00003-of-00003.gguf"]),
     "directory": ("directory", ["is a folder"]),
+    "no_tensors": (
+        "no_tensors",
+        ["no_tensors.gguf holds no tensors", "vocabulary-only", "open the model file itself"],
+    ),
 }
 # Kinds whose metadata reads: read_info returns the info and check()/inspect() object.
 READABLE_BROKEN = {"truncated_tensor_data", "unknown_architecture", "no_layers",
-                   "duplicate_tokens", "missing_shard"}  # fmt: skip
+                   "duplicate_tokens", "missing_shard", "no_tensors"}  # fmt: skip
 
 
 def test_every_broken_kind_is_covered():

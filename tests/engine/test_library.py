@@ -334,7 +334,7 @@ def test_instances_see_each_others_changes(roots, template, tmp_path):
 def test_add_file_refuses_what_cannot_load(roots, broken_files):
     lib = Library(roots)
     for kind in ("random_bytes", "truncated_tensor_data", "non_first_shard", "missing_shard",
-                 "directory", "empty"):  # fmt: skip
+                 "directory", "empty", "no_tensors"):  # fmt: skip
         path = broken_files[kind]
         with pytest.raises(LibraryError) as e:
             lib.add_file(path)

@@ -36,6 +36,7 @@ def load_repo(repo_id: str) -> tuple[Any, bool, dict[str, str]]:
     """On the thread pool: the repo's details, whether a token is saved, and which of its
     entries are already downloaded (name -> path of the file to load)."""
     from app.engine import downloads, hub
+    from app.engine.filenames import PART_SUFFIX
 
     details = hub.repo_details(repo_id)
     try:
@@ -45,7 +46,7 @@ def load_repo(repo_id: str) -> tuple[Any, bool, dict[str, str]]:
     local = {}
     for entry in details.entries:
         paths = downloads.DownloadRequest.for_entry(details, entry).final_paths()
-        if all(p.is_file() and not p.with_name(p.name + ".part").exists() for p in paths):
+        if all(p.is_file() and not p.with_name(p.name + PART_SUFFIX).exists() for p in paths):
             local[entry.name] = str(paths[0])
     return details, has_token, local
 
