@@ -33,32 +33,35 @@ find_python() {
     return 1
 }
 
-# Debian/Ubuntu packages a fresh machine may lack: a compiler for llama.cpp, venv, and the
-# libraries Qt's platform plugins load. Installed only when something is missing.
+# Debian/Ubuntu packages a fresh machine may lack to build and install: a compiler for
+# llama.cpp, and venv. Installed only when something is missing.
 ensure_system_packages() {
     local missing=()
     command -v cc >/dev/null 2>&1 || missing+=(build-essential)
     command -v c++ >/dev/null 2>&1 || missing+=(g++)
     "$1" -c 'import ensurepip, venv' 2>/dev/null || missing+=("python3-venv")
-    if command -v ldconfig >/dev/null 2>&1; then
-        local lib pkg
-        while read -r lib pkg; do
-            ldconfig -p 2>/dev/null | grep -q "$lib" || missing+=("$pkg")
-        done <<'LIBS'
-libEGL.so.1 libegl1
-libGL.so.1 libgl1
-libfontconfig.so.1 libfontconfig1
-libxkbcommon.so.0 libxkbcommon0
-libdbus-1.so.3 libdbus-1-3
-LIBS
-    fi
-    [ ${#missing[@]} -eq 0 ] && return 0
-    command -v apt-get >/dev/null 2>&1 || die "missing system packages (${missing[*]}); install them with your package manager"
+    install_packages "${missing[@]}"
+}
+
+install_packages() {
+    [ $# -eq 0 ] && return 0
+    command -v apt-get >/dev/null 2>&1 || die "missing system packages ($*); install them with your package manager"
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    say "installing system packages: ${missing[*]}"
+    say "installing system packages: $*"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+# The libraries Qt's platform plugin (xcb for the window, offscreen for the tests) loads
+# from the system: whatever `ldd` finds missing, by Debian package (app/platform_libs.py,
+# the same check the window makes before it opens).
+ensure_qt_libraries() {
+    [ "$(uname -s)" = Linux ] || return 0
+    local packages
+    packages="$("$VENV/bin/python" -m app.platform_libs packages "$1")" || return 0
+    # shellcheck disable=SC2086  # one package a line
+    install_packages $packages
 }
 
 llama_wheel() {
@@ -106,15 +109,19 @@ cmd="${1:-}"
 case "$cmd" in
     run)
         ensure_env
+        ensure_qt_libraries xcb
         exec "$VENV/bin/hearth" "$@"
         ;;
     test)
         ensure_env
+        ensure_qt_libraries offscreen
         export QT_QPA_PLATFORM="${QT_QPA_PLATFORM:-offscreen}"
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     setup)
         ensure_env
+        ensure_qt_libraries xcb
+        ensure_qt_libraries offscreen
         ;;
     *)
         echo "usage: ./dev.sh run [hearth args] | ./dev.sh test [pytest args] | ./dev.sh setup" >&2

@@ -59,6 +59,15 @@ def create_application(argv: list[str] | None = None):
     return qapp
 
 
+def _platform_problem() -> str | None:
+    """Why Qt could not open a window here (missing X libraries, no display), said before
+    QApplication exists: Qt itself would abort the process."""
+    from app import platform_libs
+
+    missing = platform_libs.check()
+    return missing.message() if missing else platform_libs.display_problem()
+
+
 def run_gui(args: argparse.Namespace) -> int:
     """Open the main window (with the given model files) and run the event loop."""
     from app.ui import instance
@@ -67,6 +76,10 @@ def run_gui(args: argparse.Namespace) -> int:
     claim = instance.claim(getattr(args, "files", []) or [])
     if claim.forwarded:
         return 0
+    problem = _platform_problem()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     qapp = create_application()
     from app.ui.main_window import MainWindow
 

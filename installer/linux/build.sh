@@ -137,44 +137,23 @@ fi
 
 # --- 4. the .deb --------------------------------------------------------------------------
 # Shared libraries the bundle loads from the system (PyInstaller leaves out glibc, OpenGL
-# and a few X libraries on purpose), and the Debian package of each. A new one fails the
-# build until it is added here.
+# and a few X libraries on purpose), each by its Debian package: app/platform_libs.py names
+# it, the same rule ./dev.sh and the window's start-up check use. Wayland's are only
+# recommended: X11 is the platform the bundle is checked on.
 deb_depends() {
-    local needed have soname pkg kind depends="" recommends=""
+    local needed have soname pkg depends="" recommends=""
     needed="$(find "$BUNDLE" -type f -name '*.so*' -print0 | xargs -0 -r readelf -d 2>/dev/null \
         | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort -u || true)"
     have="$(find "$BUNDLE" -name '*.so*' -printf '%f\n' | sort -u)"
-    local missing=()
-    for soname in $(comm -23 <(echo "$needed") <(echo "$have")); do
-        read -r pkg kind < <(awk -v s="$soname" '$1 == s { print $2, $3 }' <<'MAP'
-ld-linux-x86-64.so.2  libc6              depends
-libc.so.6             libc6              depends
-libm.so.6             libc6              depends
-libdl.so.2            libc6              depends
-libpthread.so.0       libc6              depends
-librt.so.1            libc6              depends
-libresolv.so.2        libc6              depends
-libGL.so.1            libgl1             depends
-libEGL.so.1           libegl1            depends
-libdrm.so.2           libdrm2            depends
-libxcb.so.1           libxcb1            depends
-libxcb-icccm.so.4     libxcb-icccm4      depends
-libxcb-keysyms.so.1   libxcb-keysyms1    depends
-libwayland-client.so.0  libwayland-client0  recommends
-libwayland-cursor.so.0  libwayland-cursor0  recommends
-libwayland-egl.so.1     libwayland-egl1     recommends
-MAP
-        ) || true
-        if [ -z "${pkg:-}" ]; then
-            missing+=("$soname")
-        elif [ "$kind" = depends ]; then
-            depends+=" $pkg"
-        else
-            recommends+=" $pkg"
-        fi
-        pkg=""
-    done
-    [ ${#missing[@]} -eq 0 ] || die "the bundle needs system libraries with no Debian package in build.sh's map: ${missing[*]}"
+    local system
+    system="$(comm -23 <(echo "$needed") <(echo "$have") | sed '/^$/d')"
+    while read -r soname pkg; do
+        [ -n "$soname" ] || continue
+        case "$soname" in
+            libwayland-*) recommends+=" $pkg" ;;
+            *) depends+=" $pkg" ;;
+        esac
+    done < <(echo "$system" | xargs -r "$PY" -m app.platform_libs package)
     # The newest glibc symbol version any bundled binary uses.
     local glibc
     glibc="$(find "$BUNDLE" -type f \( -name '*.so*' -o -name hearth \) -print0 \
