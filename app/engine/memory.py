@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from app.engine.gguf_info import GGUFInfo, human_bytes
 from app.engine.settings import CTX_ALIGN, MAX_CTX, LoadSettings, kv_bytes_per_element
+
+if TYPE_CHECKING:
+    from app.engine.protocol import BufferSizes
 
 MiB = 1024 * 1024
 # The worker process before any model: Python, llama.cpp's libraries, the sampler state.
@@ -362,3 +366,26 @@ def kv_table(
         limit = info.n_ctx_train or MAX_CTX  # beyond it needs RoPE scaling: not "fits"
         rows.append(KVRow(t, fa, k + v, largest_context(info, s, ram_available, gpu_free, limit)))
     return rows
+
+
+def held_by_model(buffers: BufferSizes, n_gpus: int) -> tuple[int, list[int]]:
+    """The memory a loaded model holds that an unload gives back: (host bytes, bytes per
+    GPU), from the buffers llama.cpp logged. Memory-mapped weights (`CPU_Mapped`) are the
+    file's page cache, which the OS already counts as available, so they are left out; a
+    device name ending in a number is that GPU, any other is host memory (`CPU`,
+    `CUDA_Host`)."""
+    host, gpus = 0, [0] * n_gpus
+    for part, sizes in (("model", buffers.model), ("kv", buffers.kv),
+                        ("compute", buffers.compute), ("output", buffers.output)):  # fmt: skip
+        for device, size in sizes.items():
+            name = device.upper()
+            if part == "model" and name.endswith("_MAPPED"):
+                continue
+            digits = len(name) - len(name.rstrip("0123456789"))
+            if digits and not name.startswith("CPU"):
+                index = int(name[-digits:])
+                if index < n_gpus:
+                    gpus[index] += size
+            else:
+                host += size
+    return host, gpus

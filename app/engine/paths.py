@@ -42,9 +42,14 @@ def cache_dir(create: bool = False) -> Path:
 
 
 def models_dir(create: bool = False) -> Path:
-    """Where downloads land unless the user picks another folder."""
+    """Where downloads land: HEARTH_MODELS_DIR, else the folder chosen in Preferences, else
+    models/ in the data folder. Reads the small preferences file (not for the GUI thread)."""
     override = os.environ.get("HEARTH_MODELS_DIR")
-    return _ensure(Path(override) if override else data_dir() / "models", create)
+    if not override:
+        from app.engine import preferences
+
+        override = preferences.saved_models_dir()
+    return _ensure(Path(override).expanduser() if override else data_dir() / "models", create)
 
 
 def _ensure(path: Path, create: bool) -> Path:

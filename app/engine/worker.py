@@ -320,7 +320,7 @@ class Worker:
             n_gpu_layers=_offloaded_layers(lines),
             buffers=parse_buffer_sizes(lines),
             load_seconds=time.perf_counter() - started,
-            has_chat_template="tokenizer.chat_template" in llm.metadata,
+            has_chat_template=self._formatter is not None,  # a template jinja can render
             description=_model_desc(self.lc, llm),
         )
         self.send(self.loaded)

@@ -48,9 +48,10 @@ def create_application(argv: list[str] | None = None):
     qapp.setDesktopFileName("hearth")
     qInstallMessageHandler(_qt_message_handler)
     try:
+        from app.ui.preferences import preferences_model
         from app.ui.theme import apply_theme
 
-        apply_theme(qapp)
+        apply_theme(qapp, preferences_model().get("theme"))
         from app.resources import resource_path
 
         qapp.setWindowIcon(QIcon(str(resource_path("icons", "hearth.svg"))))
@@ -80,11 +81,19 @@ def run_gui(args: argparse.Namespace) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 1
+    from app import earlyinit
+
+    log_file = earlyinit.log_to_file()
     qapp = create_application()
+    from app.ui.crash import CrashReporter
     from app.ui.main_window import MainWindow
 
     # The frame paints first; the card, settings and panes are built right after it.
     window = MainWindow(in_process=getattr(args, "engine_in_process", False), staged=True)
+    # The window's own errors open a dialog (with the log file's path) instead of vanishing.
+    reporter = CrashReporter(window, log_file)
+    reporter.install()
+    qapp.aboutToQuit.connect(reporter.uninstall)
 
     def after_first_paint() -> None:
         window.finish_building()

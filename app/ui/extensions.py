@@ -18,6 +18,8 @@ INSTALLERS: list[str] = [
     "app.ui.graph:install",
     "app.ui.chat:install",
     "app.ui.browser:install",
+    "app.ui.preferences:install",
+    "app.ui.logs:install",
 ]
 
 

@@ -128,6 +128,7 @@ class MainWindow(QMainWindow):
         self._memory_timer.setInterval(3000)
         self._memory_timer.timeout.connect(self.refresh_machine)
         self._built = False
+        self._load_when_open: str | None = None  # open_model(load=True): load once shown
 
         self._build_central()
         self._build_docks()
@@ -338,7 +339,18 @@ class MainWindow(QMainWindow):
 
     def _on_machine(self, machine: MachineMemory) -> None:
         self.machine = machine
-        self.settings_panel.set_machine(machine)
+        self._show_machine()
+
+    def _show_machine(self) -> None:
+        """The panel judges the open model against free memory as a load would find it:
+        reloading the loaded model first frees what that model holds."""
+        if self.machine is None or not self._built:
+            return
+        loaded = self.engine.loaded_model
+        same = loaded is not None and self.current is not None and loaded.path == self.current.path
+        machine = self.machine.with_model_unloaded(loaded) if same else self.machine
+        if machine != self.settings_panel.machine:
+            self.settings_panel.set_machine(machine)
 
     def library(self):
         if self._library is None:
@@ -367,10 +379,12 @@ class MainWindow(QMainWindow):
         for path in paths_:
             self.open_model(path)
 
-    def open_model(self, path: str) -> None:
-        """Inspect a file in the background, then show its card or say why it is refused."""
+    def open_model(self, path: str, load: bool = False) -> None:
+        """Inspect a file in the background, then show its card or say why it is refused;
+        with `load`, load it once its card and preset are in place."""
         self.finish_building()  # a file handed over by a second instance, before the 1st paint
         path = os.path.abspath(os.fspath(path))
+        self._load_when_open = path if load else None
         self.statusBar().showMessage(f"Reading {os.path.basename(path)}…")
         BackgroundOp(self, lambda: self._inspect_and_prepare(path), self._on_inspected).failure(
             lambda e: self._refuse(path, f"Could not read it: {e}")
@@ -411,9 +425,13 @@ class MainWindow(QMainWindow):
             self.engine.loaded_model.path if self.engine.loaded_model else None,
             self.engine.loaded_model.settings if self.engine.loaded_model else None,
         )
+        self._show_machine()
         self.setWindowTitle(f"{inspection.info.name or os.path.basename(inspection.path)} — Hearth")
         self.model_opened.emit(inspection.path)
         self.refresh_library()
+        if self._load_when_open == inspection.path:
+            self._load_when_open = None
+            self.load_current()
 
     def _refuse(self, path: str, reason: str) -> None:
         self.statusBar().clearMessage()
@@ -542,12 +560,14 @@ class MainWindow(QMainWindow):
     def _on_loaded(self, loaded: Loaded) -> None:
         self.settings_panel.set_loading(None)
         self.settings_panel.set_loaded(loaded.path, loaded.settings)
+        self._show_machine()
         self.banner.hide()
         self.notice.hide()
         BackgroundOp(self, lambda: self.library().mark_used(loaded.path)).run()
 
     def _on_unloaded(self) -> None:
         self.settings_panel.set_loaded(None, None)
+        self._show_machine()
 
     def _on_finished(self, finished: Finished) -> None:
         if finished.reason == "cancelled" and self.engine.loaded_model is None:

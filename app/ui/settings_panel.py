@@ -55,6 +55,15 @@ class MachineMemory:
     def free(self) -> list[int]:
         return [self.ram_available, *self.gpu_free]
 
+    def with_model_unloaded(self, loaded) -> MachineMemory:
+        """The free memory a reload of `loaded` (protocol.Loaded) would have: what the
+        loaded model holds comes back when it is replaced."""
+        from app.engine.memory import held_by_model
+
+        host, gpus = held_by_model(loaded.buffers, len(self.gpu_free))
+        return MachineMemory(self.ram_available + host, self.ram_total,
+                             [f + g for f, g in zip(self.gpu_free, gpus, strict=True)])  # fmt: skip
+
 
 class SettingsPanel(QWidget):
     """Load and sampling settings for the open model, with live memory cost."""

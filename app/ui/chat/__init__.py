@@ -74,6 +74,10 @@ def install(window: MainWindow) -> ChatPane:
     window.closing.connect(pane.shutdown)
     _follow_theme(pane)
     window.chat = pane
+    from app.ui.chat.model_notice import ModelNoticeController
+    from app.ui.preferences import last_model
+
+    pane.model_notice = ModelNoticeController(pane, last_model)
     pane.start()
     return pane
 

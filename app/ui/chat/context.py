@@ -47,19 +47,12 @@ def turns_to_drop(
 def larger_context(
     info: GGUFInfo | None, loaded: Loaded, ram_available: int, gpu_free: list[int], needed: int
 ) -> int | None:
-    """An n_ctx that holds `needed` tokens and fits in memory once the loaded model's own
-    KV cache and compute buffers are freed by the reload; None when there is none."""
+    """An n_ctx that holds `needed` tokens and fits in the free memory given, which must
+    already count what the loaded model holds as free (MachineMemory.with_model_unloaded:
+    the reload frees it); None when there is none."""
     if info is None:
         return None
-    freed_host = sum(v for k, v in {**loaded.buffers.kv, **loaded.buffers.compute}.items()
-                     if k.upper().startswith("CPU"))  # fmt: skip
-    free_gpu = list(gpu_free)
-    for i in range(len(free_gpu)):
-        free_gpu[i] += sum(
-            v for part in (loaded.buffers.kv, loaded.buffers.compute)
-            for k, v in part.items() if k.upper().endswith(str(i)) and not k.upper().startswith("CPU")
-        )  # fmt: skip
-    largest = memory.largest_context(info, loaded.settings, ram_available + freed_host, free_gpu)
+    largest = memory.largest_context(info, loaded.settings, ram_available, gpu_free)
     if info.n_ctx_train:
         largest = min(largest, max(info.n_ctx_train, loaded.n_ctx))
     want = -(-int(needed * 1.5) // CTX_ALIGN) * CTX_ALIGN

@@ -32,6 +32,33 @@ def _icon(name: str):
         return None
 
 
+class _Header(QFrame):
+    """The chat's header row: below COMPACT_WIDTH its buttons show only their icons (the
+    text stays as the tooltip), which leaves the title and model room to be read."""
+
+    COMPACT_WIDTH = 720
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.buttons: tuple[QToolButton, ...] = ()
+        self.compact = False
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        compact = self.width() < self.COMPACT_WIDTH
+        if compact == self.compact:
+            return
+        self.compact = compact
+        for b in self.buttons:
+            if b.icon().isNull():
+                continue
+            b.setToolButtonStyle(
+                Qt.ToolButtonStyle.ToolButtonIconOnly
+                if compact
+                else Qt.ToolButtonStyle.ToolButtonTextBesideIcon
+            )
+
+
 class ChatPage(QWidget):
     """The widgets of the chat; ChatPane connects them to the store and the engine."""
 
@@ -63,17 +90,22 @@ class ChatPage(QWidget):
         layout.addWidget(self.composer)
 
     def _build_header(self) -> QWidget:
-        header = QFrame(self)
+        header = _Header(self)
         header.setObjectName("chatHeader")
         row = QHBoxLayout(header)
         row.setContentsMargins(16, 8, 12, 8)
-        # Both shrink before the buttons do: the title keeps at least a word or two.
+        # The title and the model share one column, one above the other, so each has the
+        # column's whole width; the buttons drop their text before the column gets narrow.
         self.title = ElidedLabel(header, min_width=90)
         self.title.setObjectName("chatTitle")
         self.title.setProperty("role", "heading")
-        self.model = ElidedLabel(header, Qt.TextElideMode.ElideMiddle, min_width=60, grow=False)
+        self.model = ElidedLabel(header, Qt.TextElideMode.ElideMiddle, min_width=60)
         self.model.setObjectName("chatModel")
         self.model.setProperty("role", "muted")
+        names = QVBoxLayout()
+        names.setSpacing(0)
+        names.addWidget(self.title)
+        names.addWidget(self.model)
         self.meter = ContextMeter(header)
         self.system_button = QToolButton(header)
         self.system_button.setObjectName("systemPromptButton")
@@ -93,13 +125,13 @@ class ChatPage(QWidget):
         if (icon := _icon("download")) is not None:
             self.export_button.setIcon(icon)
             self.export_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        row.addWidget(self.title, 1)
-        row.addWidget(self.model)
+        row.addLayout(names, 1)
         row.addSpacing(12)
         row.addWidget(self.meter)
         row.addSpacing(8)
         row.addWidget(self.system_button)
         row.addWidget(self.export_button)
+        header.buttons = (self.system_button, self.export_button)
         return header
 
     def _build_system_box(self) -> QWidget:

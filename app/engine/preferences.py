@@ -1,0 +1,118 @@
+"""Hearth's own preferences (not a model's settings): each declared once, here.
+
+`Preferences` is a frozen dataclass whose fields carry a `Pref` in their metadata: label,
+help text, group, and the kind of editor (choices, a switch, a folder). The Preferences
+dialog is built from these declarations, and `validate()` checks values against them, so a
+new preference is one field here. They live in `preferences.json` in the config folder,
+versioned and written atomically; a damaged file is set aside and the defaults used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from app.engine import paths
+from app.engine.fileio import atomic_write_json
+
+VERSION = 1
+FILE_NAME = "preferences.json"
+THEMES = ("system", "light", "dark")
+
+
+@dataclass(frozen=True)
+class Pref:
+    """The declaration of one preference."""
+
+    label: str
+    description: str
+    group: str
+    choices: dict[str, str] | None = None  # value -> what the user reads
+    kind: str = ""  # "folder": a path chosen with a folder dialog ("" means the default)
+
+
+def _pref(default: Any, /, **kw: Any) -> Any:
+    return field(default=default, metadata={"pref": Pref(**kw)})
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What the user chose for Hearth itself; every field has a working default."""
+
+    theme: str = _pref(
+        "system", label="Theme", group="Appearance",
+        choices={"system": "Follow the system", "light": "Light", "dark": "Dark"},
+        description="Light or dark, or whichever the operating system uses (and switch "
+        "when it does).",
+    )  # fmt: skip
+    reopen_last_model: bool = _pref(
+        False, label="Load the last model at start", group="Start-up",
+        description="When Hearth starts, load the model that was loaded when it last closed, "
+        "with that model's settings.",
+    )  # fmt: skip
+    models_dir: str = _pref(
+        "", label="Download folder", group="Models", kind="folder",
+        description="Where models downloaded from Hugging Face go. Empty: Hearth's own data "
+        "folder. The HEARTH_MODELS_DIR environment variable, when set, wins.",
+    )  # fmt: skip
+
+
+def declared() -> list[tuple[str, Pref, Any]]:
+    """(name, declaration, default) of every preference, in declaration order."""
+    return [(f.name, f.metadata["pref"], f.default) for f in fields(Preferences)]
+
+
+def validate(name: str, value: Any) -> str | None:
+    """Why `value` cannot be preference `name`, as a sentence; None when it can."""
+    spec = {n: (p, d) for n, p, d in declared()}.get(name)
+    if spec is None:
+        return f"There is no preference called '{name}'."
+    pref, default = spec
+    if type(value) is not type(default):
+        return f"{pref.label} must be {type(default).__name__}, not {type(value).__name__}."
+    if pref.choices is not None and value not in pref.choices:
+        return f"{pref.label} must be one of: {', '.join(pref.choices)}."
+    if pref.kind == "folder" and value and not os.path.isabs(os.path.expanduser(value)):
+        return f"{pref.label} must be a full path (like {Path.home() / 'models'})."
+    return None
+
+
+def path() -> Path:
+    return paths.config_dir() / FILE_NAME
+
+
+_lock = threading.Lock()
+
+
+def load(file: str | os.PathLike[str] | None = None) -> tuple[Preferences, list[str]]:
+    """The saved preferences and a sentence for each value that was ignored (the default
+    stands in for it). Blocking disk read of a small file."""
+    from app.engine.library import read_versioned_json
+
+    with _lock:
+        raw = read_versioned_json(Path(file or path()), VERSION, "preferences file") or {}
+    values, problems = {}, []
+    for name, value in (raw.get("values") or {}).items():
+        why = validate(name, value)
+        if why is None:
+            values[name] = value
+        else:
+            problems.append(f"Ignored a saved preference: {why}")
+    return Preferences(**values), problems
+
+
+def save(prefs: Preferences, file: str | os.PathLike[str] | None = None) -> None:
+    """Write every preference (atomically: a crash leaves the old file or the new one)."""
+    target = Path(file or path())
+    with _lock:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(target, {"version": VERSION, "values": dataclasses.asdict(prefs)})
+
+
+def saved_models_dir() -> str:
+    """The download folder preference as saved ("" when none): paths.models_dir() reads it."""
+    return load()[0].models_dir
