@@ -49,19 +49,38 @@ def debian_package(soname: str) -> str:
     return f"{name}-{major}" if name[-1].isdigit() else f"{name}{major}"
 
 
+class _Ldd:
+    """`ldd BINARY` running in the background; `missing()` waits for its answer."""
+
+    def __init__(self, binary: str | os.PathLike[str]) -> None:
+        ldd = shutil.which("ldd")
+        self._proc = None
+        if ldd is not None:
+            try:
+                self._proc = subprocess.Popen(
+                    [ldd, os.fspath(binary)], stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL, text=True,
+                )  # fmt: skip
+            except OSError:
+                self._proc = None
+
+    def missing(self) -> list[str]:
+        """The sonames ldd says are not found (empty when there is no ldd to ask)."""
+        if self._proc is None:
+            return []
+        try:
+            out, _ = self._proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.communicate()
+            return []
+        return sorted(set(_NOT_FOUND_RE.findall(out or "")))
+
+
 def missing_libraries(binary: str | os.PathLike[str]) -> list[str]:
     """The shared libraries `binary` (or a library it loads) needs and the system lacks,
     as `ldd` reports them. Empty when all are there, or when there is no ldd to ask."""
-    ldd = shutil.which("ldd")
-    if ldd is None:
-        return []
-    try:
-        out = subprocess.run(
-            [ldd, os.fspath(binary)], capture_output=True, text=True, timeout=30, check=False
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return sorted(set(_NOT_FOUND_RE.findall(out)))
+    return _Ldd(binary).missing()
 
 
 def requested_platform(environ: dict[str, str] | None = None) -> str | None:
@@ -135,17 +154,25 @@ class MissingLibraries:
         )
 
 
+class PendingCheck:
+    """A check under way: ldd runs while the caller imports Qt; `result()` waits for it."""
+
+    def __init__(self, platform: str | None = None) -> None:
+        self.platform = platform or requested_platform()
+        self.plugin = plugin_path(self.platform) if self.platform else None
+        self._ldd = _Ldd(self.plugin) if self.plugin is not None else None
+
+    def result(self) -> MissingLibraries | None:
+        if self._ldd is None:
+            return None
+        missing = self._ldd.missing()
+        return MissingLibraries(self.platform, self.plugin, tuple(missing)) if missing else None
+
+
 def check(platform: str | None = None) -> MissingLibraries | None:
     """What the platform plugin Qt will load lacks, or None when nothing is missing (or the
     platform is not one Hearth checks, or it is not on Linux)."""
-    platform = platform or requested_platform()
-    if platform is None:
-        return None
-    plugin = plugin_path(platform)
-    if plugin is None:
-        return None
-    missing = missing_libraries(plugin)
-    return MissingLibraries(platform, plugin, tuple(missing)) if missing else None
+    return PendingCheck(platform).result()
 
 
 def display_problem(

@@ -60,24 +60,29 @@ def create_application(argv: list[str] | None = None):
     return qapp
 
 
-def _platform_problem() -> str | None:
+def _platform_problem(pending) -> str | None:
     """Why Qt could not open a window here (missing X libraries, no display), said before
     QApplication exists: Qt itself would abort the process."""
     from app import platform_libs
 
-    missing = platform_libs.check()
+    missing = pending.result()
     return missing.message() if missing else platform_libs.display_problem()
 
 
 def run_gui(args: argparse.Namespace) -> int:
     """Open the main window (with the given model files) and run the event loop."""
+    from app import platform_libs
     from app.ui import instance
 
+    # ldd looks at Qt's platform plugin while the single-instance check and Qt's imports run.
+    pending = platform_libs.PendingCheck()
     # Hearth already running (same user and HEARTH_HOME): the files go to its window.
     claim = instance.claim(getattr(args, "files", []) or [])
     if claim.forwarded:
         return 0
-    problem = _platform_problem()
+    from PySide6 import QtGui, QtWidgets  # noqa: F401  (create_application's, meanwhile)
+
+    problem = _platform_problem(pending)
     if problem:
         print(problem, file=sys.stderr)
         return 1
