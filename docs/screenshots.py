@@ -4,14 +4,16 @@
 
 writes window-{light,dark}.png (a model's card: metadata, fit verdict and memory breakdown,
 with the settings panel set to a q8_0/q8_0 KV cache and flash attention) and
-chat-{light,dark}.png (a conversation whose last reply was streamed by the engine).
+chat-{light,dark}.png (the last of a few conversations, each a real exchange with the model).
+
+Nothing on them is staged: the model is generated (app.engine.testmodels' bigram model,
+which answers every message with the same fixed sentence, " Hello world! café."), the
+chats are made by sending each question through the chat pane to the engine, and the
+figures (tokens, time to first token, tok/s, memory) are what that run measured.
 
 Each theme renders in its own process with Qt offscreen (or the QT_QPA_PLATFORM you set)
 and a fresh HEARTH_HOME (a temp folder, removed afterwards), so your settings, chats and
 models are never touched.
-The model is generated (app.engine.testmodels): it has no knowledge, so a logits processor
-makes llama.cpp pick the tokens of REPLY one by one; the engine, its streaming and the
-chat pane's rendering are Hearth's own.
 """
 
 from __future__ import annotations
@@ -27,61 +29,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (1280, 800)
-MODEL_NAME = "Ember 100M Instruct"
-QUESTION = "How do I count the lines of a big text file in Python?"
-THINK = "They want a quick way that also works on huge files."
-REPLY = (
-    f"<think>{THINK}</think>"
-    + """Read the file **lazily**, one line at a time, so memory stays flat:
-
-```python
-def count_lines(path: str) -> int:
-    with open(path, "rb") as f:
-        return sum(1 for _ in f)
-```
-
-1. Opening in binary mode skips decoding, which is the slow part.
-2. The generator never holds more than one line.
-
-For a *one-off* check in a shell, `wc -l file.txt` does the same."""
-)
-HISTORY = [
-    ("Plan a three-day trip to Lisbon", "Day 1: Alfama and the castle. Day 2: Belém."),
-    ("Why does my sourdough starter smell like acetone?", "It is hungry: feed it more often."),
-    ("Explain Rust lifetimes with an example", "A lifetime names how long a borrow is valid."),
+MODEL_NAME = "Hearth test model (generated)"
+QUESTIONS = [
+    "Plan a three-day trip to Lisbon",
+    "Why does my sourdough starter smell like acetone?",
+    "How do I count the lines of a big text file in Python?",
 ]
 
 
-def force_reply(worker_cls) -> None:
-    """Make the worker's sampler choose REPLY's tokens, then end of sequence."""
-    import numpy as np
-
-    original = worker_cls._completion_kwargs
-
-    def kwargs(self, cmd, stop, criteria):
-        out = original(self, cmd, stop, criteria)
-        ids = self.llm.tokenize(REPLY.encode(), add_bos=False, special=False)
-        ids.append(self.llm.token_eos())
-        start: list[int] = []
-
-        def pick(input_ids, scores):
-            start[:] = start or [len(input_ids)]
-            scores[:] = -np.inf
-            scores[ids[min(len(input_ids) - start[0], len(ids) - 1)]] = 0.0
-            return scores
-
-        out["logits_processor"] = self.lc.LogitsProcessorList([pick])
-        return out
-
-    worker_cls._completion_kwargs = kwargs
-
-
 def render(theme: str, out: Path) -> None:
-    from PySide6.QtCore import QCoreApplication, QEventLoop
+    from PySide6.QtCore import QCoreApplication, QEvent, QEventLoop
 
     from app.engine import paths, testmodels
-    from app.engine.chats import ChatStore
-    from app.engine.worker import Worker
     from app.ui import background
     from app.ui.application import create_application
     from app.ui.engine import EngineState
@@ -89,16 +48,10 @@ def render(theme: str, out: Path) -> None:
     from app.ui.theme import apply_theme
 
     model = testmodels.write_model(
-        paths.models_dir(create=True) / "ember-100m-instruct-q8_0.gguf",
+        paths.models_dir(create=True) / "hearth-test-model-q8_0.gguf",
         name=MODEL_NAME, weights="q8_0", n_layers=32, n_embd=512, n_head=8, n_head_kv=8,
-        n_ff=1024, vocab_size=16000, n_ctx_train=131072,
+        n_ff=1024, vocab_size=16000, n_ctx_train=131072, eos_after_cycle=True,
     )  # fmt: skip
-    with ChatStore() as store:
-        for question, answer in HISTORY:
-            c = store.create_conversation()
-            store.add_message(c.id, "user", question)
-            store.add_message(c.id, "assistant", answer)
-    force_reply(Worker)
     qapp = create_application()
     apply_theme(qapp, theme)
     w = MainWindow(in_process=True)
@@ -118,6 +71,9 @@ def render(theme: str, out: Path) -> None:
             background.wait_all(10_000)
             w.chat.store.wait_idle(10)
             QCoreApplication.sendPostedEvents()
+            # Widgets the last chat left (deleteLater) go now, as the event loop would
+            # have done between the user's clicks.
+            QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
             qapp.processEvents()
 
     def grab(name: str) -> None:
@@ -149,12 +105,16 @@ def render(theme: str, out: Path) -> None:
     w.load_current()
     wait("the model to load", lambda: w.engine.loaded_model is not None)
     pane = w.chat
-    wait("the composer", lambda: pane.composer.send_button.isEnabled())
-    pane.new_chat()
     finished = []
     pane.reply_finished.connect(finished.append)
-    pane.send(QUESTION)
-    wait("the reply", lambda: finished)
+    for question in QUESTIONS:  # each a new chat, answered by the model
+        wait("the composer", lambda: pane.composer.send_button.isEnabled())
+        pane.new_chat()
+        settle()
+        before = len(finished)
+        pane.send(question)
+        wait("the reply", lambda b=before: len(finished) > b)
+    pane.refresh_list()
     pane.transcript.verticalScrollBar().setValue(0)
     grab("chat")
     w.close()
