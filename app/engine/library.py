@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine import gguf_info, paths
-from app.engine.fileio import atomic_write_json
+from app.engine.fileio import atomic_write_json, read_versioned_json
 from app.engine.filenames import LEFTOVER_SUFFIXES, PART_SUFFIX, group_shards, is_mmproj, model_stem
 from app.engine.gguf_info import human_bytes, split_paths
 
@@ -169,42 +169,6 @@ class _Candidate:
 
 
 # --- The state file ---------------------------------------------------------------------------
-
-
-def read_versioned_json(path: Path, version: int, what: str) -> dict[str, Any] | None:
-    """Read a versioned JSON state file; None when it is missing or unusable.
-
-    A file that is not valid JSON, not an object, or of another version is moved aside (next
-    to it, with a timestamp) with a logged warning, so a damaged file never stops Hearth and
-    is never silently overwritten.
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        log.warning("Cannot read the %s at %s (%s); starting without it.", what, path, e)
-        return None
-    except ValueError as e:
-        return _set_aside(path, what, f"it is not valid JSON ({e})")
-    if not isinstance(data, dict) or not isinstance(data.get("version"), int):
-        return _set_aside(path, what, "it has no version number")
-    if data["version"] != version:
-        return _set_aside(path, what, f"it is version {data['version']}, not {version}")
-    return data
-
-
-def _set_aside(path: Path, what: str, why: str) -> None:
-    aside = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
-    try:
-        os.replace(path, aside)
-    except OSError as e:
-        log.warning("The %s at %s is unusable (%s) and cannot be moved: %s", what, path, why, e)
-        return None
-    log.warning("The %s at %s is unusable (%s); moved it to %s and started afresh.",
-                what, path, why, aside)  # fmt: skip
-    return None
 
 
 def _empty_state() -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine import paths
-from app.engine.fileio import atomic_write_json
+from app.engine.fileio import atomic_write_json, read_versioned_json
 
 VERSION = 1
 FILE_NAME = "preferences.json"
@@ -91,8 +91,6 @@ _lock = threading.Lock()
 def load(file: str | os.PathLike[str] | None = None) -> tuple[Preferences, list[str]]:
     """The saved preferences and a sentence for each value that was ignored (the default
     stands in for it). Blocking disk read of a small file."""
-    from app.engine.library import read_versioned_json
-
     with _lock:
         raw = read_versioned_json(Path(file or path()), VERSION, "preferences file") or {}
     values, problems = {}, []

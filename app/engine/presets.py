@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from app.engine import paths, settings
-from app.engine.fileio import atomic_write_json
+from app.engine.fileio import atomic_write_json, read_versioned_json
 from app.engine.gguf_info import Problem
-from app.engine.library import read_versioned_json
 from app.engine.settings import LoadSettings, SamplingSettings
 
 PRESETS_VERSION = 1

@@ -276,9 +276,13 @@ def test_the_download_folder_preference_moves_new_downloads(qtbot, window, tmp_p
     from app.engine import paths
 
     folder = str(tmp_path / "elsewhere")
-    with qtbot.waitSignal(window.preferences.saved, timeout=5000):
-        assert window.preferences.set("models_dir", folder) is None
-    assert str(paths.models_dir()) == folder
+    try:
+        with qtbot.waitSignal(window.preferences.saved, timeout=5000):
+            assert window.preferences.set("models_dir", folder) is None
+        assert str(paths.models_dir()) == folder
+    finally:  # the model is the application's: later tests must not inherit the folder
+        with qtbot.waitSignal(window.preferences.saved, timeout=5000):
+            window.preferences.set("models_dir", "")
 
 
 def test_a_bad_preferences_file_is_set_aside(tmp_path):
