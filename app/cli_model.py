@@ -108,7 +108,9 @@ def run_estimate(args: argparse.Namespace) -> int:
 
     if args.json:
         print(
-            json.dumps(_estimate_json(est, verdict, table, problems, available, gpu_free), indent=2)
+            json.dumps(
+                _estimate_json(info, est, verdict, table, problems, available, gpu_free), indent=2
+            )
         )
     else:
         print(format_estimate(info, est, verdict, table, available, gpu_free))
@@ -143,8 +145,17 @@ def format_estimate(
             f"{human_bytes(d.compute):>12}{human_bytes(d.overhead):>12}{human_bytes(d.total):>12}"
             f"{human_bytes(free):>12}"
         )
+    lines.append(
+        f"KV cache: K ({s.type_k}) {human_bytes(est.kv_k)} + V ({s.type_v}) {human_bytes(est.kv_v)}"
+    )
+    if s.grows:
+        now = memory.estimate_now(info, s, gpu_free)
+        lines.append(
+            f"Now (context {s.ctx_start:,}): KV cache {human_bytes(now.kv)}, "
+            + ", ".join(f"{d.device} {human_bytes(d.total)}" for d in now.devices)
+            + f"; the table above is the most it may grow to (context {s.n_ctx:,})."
+        )
     lines += [
-        f"KV cache: K ({s.type_k}) {human_bytes(est.kv_k)} + V ({s.type_v}) {human_bytes(est.kv_v)}",
         "",
         verdict.message,
         "",
@@ -161,7 +172,8 @@ def format_estimate(
     return "\n".join(lines)
 
 
-def _estimate_json(est, verdict, table, problems, available, gpu_free) -> dict[str, Any]:
+def _estimate_json(info, est, verdict, table, problems, available, gpu_free) -> dict[str, Any]:
+    now = memory.estimate_now(info, est.settings, gpu_free)
     return {
         "settings": settings.to_dict(est.settings),
         "n_gpu_layers": est.n_gpu_layers,
@@ -178,6 +190,13 @@ def _estimate_json(est, verdict, table, problems, available, gpu_free) -> dict[s
             }
             for d in est.devices
         ],
+        # What loading allocates (the start context when it grows); the figures above are
+        # the most it may grow to.
+        "now": {
+            "n_ctx": now.settings.n_ctx,
+            "kv": now.kv,
+            "devices": [{"device": d.device, "total": d.total} for d in now.devices],
+        },
         "free": {"ram": available, "gpus": gpu_free},
         "verdict": verdict.verdict,
         "message": verdict.message,

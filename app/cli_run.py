@@ -21,7 +21,16 @@ import threading
 
 from app.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from app.engine import gguf_info, settings
-from app.engine.protocol import ChatMessage, Crashed, Error, Finished, LoadProgress, Token
+from app.engine.protocol import (
+    ChatMessage,
+    ContextGrown,
+    ContextLimited,
+    Crashed,
+    Error,
+    Finished,
+    LoadProgress,
+    Token,
+)
 
 EXIT_CRASH, EXIT_CANCELLED = 3, 130
 
@@ -126,11 +135,14 @@ class _Runner:
             print(file=sys.stderr)
         self.report["load"] = {
             "n_ctx": event.n_ctx,
+            "n_ctx_max": event.context_max,
             "seconds": round(event.load_seconds, 3),
             "settings": settings.to_dict(event.settings),
         }
         print(
-            f"Loaded {event.description} in {event.load_seconds:.2f} s: n_ctx {event.n_ctx}, "
+            f"Loaded {event.description} in {event.load_seconds:.2f} s: n_ctx {event.n_ctx}"
+            + (f" (grows up to {event.n_ctx_max})" if event.n_ctx_max > event.n_ctx else "")
+            + ", "
             f"KV {event.settings.type_k}/{event.settings.type_v}"
             + (", flash attention" if event.settings.flash_attn else ""),
             file=sys.stderr,
@@ -160,6 +172,19 @@ class _Runner:
             sys.stdout.flush()
         elif isinstance(event, LoadProgress) and self.tty:
             print(f"\rLoading… {event.fraction:4.0%}", end="", file=sys.stderr, flush=True)
+        elif isinstance(event, ContextGrown):
+            self.report.setdefault("context_growths", []).append({
+                "from": event.n_ctx_from, "to": event.n_ctx, "seconds": round(event.seconds, 4),
+                "carried": event.carried,
+            })  # fmt: skip
+            how = "" if event.carried else ", tokens re-read"
+            print(
+                f"\n[context grew {event.n_ctx_from} -> {event.n_ctx} tokens in "
+                f"{event.seconds * 1000:.0f} ms{how}]",
+                file=sys.stderr,
+            )
+        elif isinstance(event, ContextLimited):
+            print(f"\n{event.message}", file=sys.stderr)
         elif isinstance(event, Error):
             print(f"error: {event.message}", file=sys.stderr)
             for line in event.details[1:]:
@@ -187,11 +212,13 @@ class _Runner:
             print(
                 f"TTFT {t.ttft_s * 1000:.0f} ms · prompt {t.prompt_tokens} tokens "
                 f"({t.prompt_eval_tokens} evaluated) at {t.prompt_tps:.1f} tok/s · "
-                f"{t.completion_tokens} tokens at {t.gen_tps:.1f} tok/s · stop: {event.reason}",
+                f"{t.completion_tokens} tokens at {t.gen_tps:.1f} tok/s · stop: {event.reason}"
+                + (" (context full)" if event.context_full else ""),
                 file=sys.stderr,
             )
         self._emit_json(
             reason=event.reason,
+            context_full=event.context_full,
             text=event.text,
             timings=None
             if t is None

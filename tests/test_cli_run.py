@@ -44,3 +44,31 @@ def test_run_exit_codes_for_bad_settings_and_unusable_files(bigram_model, broken
     assert "needs flash attention" in bad.stderr
     unusable = hearth("run", str(broken_files["truncated_tensor_data"]), "Hello")
     assert unusable.returncode == 1 and unusable.stderr.strip()
+
+
+def letters(n_tokens: int) -> str:
+    """n_tokens tokens with BOS: "▁a" ... "▁z" are single tokens of the test vocabulary."""
+    return " ".join(chr(97 + i % 26) for i in range(n_tokens - 1))
+
+
+def test_run_grows_the_context_past_the_start_and_says_so(bigram_model):
+    p = hearth("run", str(bigram_model), letters(300), "-c", "1024", "--ctx-start", "256",
+               "-n", "8", "--temp", "0", "-t", "1", "--json")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["load"]["n_ctx"] == 256 and out["load"]["n_ctx_max"] == 1024
+    assert out["context_growths"][0]["from"] == 256 and out["context_growths"][0]["to"] == 512
+    assert out["context_growths"][0]["carried"] is True
+    assert out["reason"] == "length" and out["context_full"] is False
+    assert "grows up to 1024" in p.stderr and "context grew 256 -> 512" in p.stderr
+
+
+def test_run_stops_when_the_context_is_full_and_growth_off_keeps_n_ctx(bigram_model):
+    p = hearth("run", str(bigram_model), letters(200), "-c", "256", "--no-ctx-grow", "-n", "0",
+               "--temp", "0", "-t", "1", "--json")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["load"]["n_ctx"] == out["load"]["n_ctx_max"] == 256
+    assert "context_growths" not in out
+    assert out["reason"] == "length" and out["context_full"] is True
+    assert "(context full)" in p.stderr

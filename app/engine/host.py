@@ -58,6 +58,7 @@ from app.engine.host_types import (
 from app.engine.protocol import (
     ChatMessage,
     CountTokens,
+    ContextGrown,
     Crashed,
     Error,
     Finished,
@@ -533,6 +534,8 @@ class ModelHost:
         if isinstance(event, Crashed):
             self._on_crash(slot, event)
             return
+        if isinstance(event, ContextGrown) and slot.loaded is not None:
+            slot.loaded = dataclasses.replace(slot.loaded, n_ctx=event.n_ctx)  # ps: now
         if rid is not None and rid in slot.pending:
             if isinstance(event, Error):
                 slot.load_errors.append(event)
@@ -578,7 +581,12 @@ class ModelHost:
 
     def _status(self, slot: _Slot) -> ModelStatus:
         loaded = slot.loaded
-        applied = dataclasses.replace(loaded.settings, n_ctx=loaded.n_ctx) if loaded else None
+        applied = None
+        if loaded is not None:  # a growing context keeps its maximum in the settings
+            grows = loaded.n_ctx_max > 0
+            applied = loaded.settings if grows else dataclasses.replace(
+                loaded.settings, n_ctx=loaded.n_ctx
+            )
         pid = slot.sup.worker_pid if slot.sup is not None else None
         return ModelStatus(
             model=slot.model,
@@ -586,6 +594,7 @@ class ModelHost:
             state=slot.state,
             settings=applied or slot.settings,
             n_ctx=loaded.n_ctx if loaded else None,
+            n_ctx_max=loaded.context_max if loaded else None,
             estimate_bytes=slot.estimate.host_bytes,
             estimate_gpu_bytes=tuple(g.total for g in slot.estimate.gpus),
             rss_bytes=worker_rss(pid) if pid is not None and not self.in_process else None,

@@ -169,6 +169,7 @@ class ModelStatus:
     keep_alive_s: float | None  # None while pinned
     expires_at: float | None  # wall-clock time it unloads if still idle; None: not counting
     loaded_at: float | None = None
+    n_ctx_max: int | None = None  # the most the context may grow to (= n_ctx: it does not)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (for `hearth ps --json` and the instance protocol)."""
@@ -188,4 +189,5 @@ class ModelStatus:
             "keep_alive_s": self.keep_alive_s,
             "expires_at": self.expires_at,
             "loaded_at": self.loaded_at,
+            "n_ctx_max": self.n_ctx_max,
         }

@@ -24,7 +24,11 @@ LLAMA_DEFAULT_SEED = 0xFFFFFFFF
 # LoadSettings fields that are not a Llama(...) keyword, and who uses them instead.
 # Add a field here when it is handled outside the constructor; the test names any field
 # that is neither.
-NOT_LLAMA_ARGS: dict[str, str] = {}
+NOT_LLAMA_ARGS: dict[str, str] = {
+    "ctx_start": "the context allocated at load when it grows: Llama's n_ctx (below); "
+    "app/engine/context_growth.py grows it up to n_ctx",
+    "ctx_grow": "whether the worker grows the context (app/engine/context_growth.py)",
+}
 
 
 def physical_cores() -> int:
@@ -48,10 +52,13 @@ def _convert(name: str, value: Any) -> Any:
 
 def llama_kwargs(settings: LoadSettings) -> dict[str, Any]:
     """Llama(...) keyword arguments for these settings (normalized first: n_ctx rounded up
-    to a multiple of 256, batches cut to the context), without `model_path` and `verbose`."""
+    to a multiple of 256, batches cut to the context), without `model_path` and `verbose`.
+    When the context grows, n_ctx is the start size (what is allocated at load)."""
     s = settings.normalized()
-    return {
+    kwargs = {
         f.name: _convert(f.name, getattr(s, f.name))
         for f in dataclasses.fields(s)
         if f.name not in NOT_LLAMA_ARGS
     }
+    kwargs["n_ctx"] = s.initial_ctx  # the start size when the context grows
+    return kwargs

@@ -206,6 +206,17 @@ def estimate(info: GGUFInfo, settings: LoadSettings, gpu_free: list[int] | None 
     return Estimate(dataclasses.replace(s), ngl, info.n_layers, kv_k, kv_v, tuple(devices))
 
 
+def estimate_now(
+    info: GGUFInfo, settings: LoadSettings, gpu_free: list[int] | None = None
+) -> Estimate:
+    """The memory used right after loading: `estimate` at the context allocated at load
+    (the start size when the context grows; `estimate` itself is the most it may grow to,
+    and what "fits" is judged on)."""
+    s = settings.normalized()
+    start = s.initial_ctx
+    return estimate(info, dataclasses.replace(s, n_ctx=start, ctx_start=start), gpu_free)
+
+
 def _split_layers(n_layers: int, gpu_free: list[int]) -> list[int]:
     if not gpu_free or n_layers == 0:
         return []
@@ -276,7 +287,28 @@ def fit(
     ram_total: int | None = None,
     gpu_free: list[int] | None = None,
 ) -> Fit:
-    """Does it fit now? A verdict with a sentence that says why, and what would fit."""
+    """Does it fit now? A verdict with a sentence that says why, and what would fit.
+
+    Judged on the most the context may grow to; when it grows, the sentence also says what
+    the start costs."""
+    result = _fit(info, settings, ram_available, ram_total, gpu_free)
+    if not settings.grows:
+        return result
+    s, now = settings.normalized(), estimate_now(info, settings, list(gpu_free or []))
+    start = (
+        f" It starts with a {s.ctx_start:,}-token context ({human_bytes(now.host.total)} of "
+        f"RAM) and grows up to {s.n_ctx:,} as a conversation needs."
+    )
+    return dataclasses.replace(result, message=result.message + start)
+
+
+def _fit(
+    info: GGUFInfo,
+    settings: LoadSettings,
+    ram_available: int,
+    ram_total: int | None,
+    gpu_free: list[int] | None,
+) -> Fit:
     gpu_free = list(gpu_free or [])
     est = estimate(info, settings, gpu_free)
     best_ngl = max_gpu_layers(info, settings, gpu_free)

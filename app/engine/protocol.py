@@ -139,6 +139,39 @@ class Loaded:
     load_seconds: float
     has_chat_template: bool
     description: str  # llama.cpp's model description, e.g. "llama ?B Q8_0"
+    # Dynamic context: the most n_ctx may grow to (0: it does not grow; n_ctx is all).
+    n_ctx_max: int = 0
+
+    @property
+    def context_max(self) -> int:
+        """The largest context this model may reach without a reload."""
+        return max(self.n_ctx, self.n_ctx_max)
+
+
+@dataclass(frozen=True, slots=True)
+class ContextGrown:
+    """The worker gave the loaded model a larger context during `request_id`, on the same
+    weights. `carried`: the KV cache moved over (nothing re-read); False: the tokens
+    already read were read again. `kv_bytes`: llama.cpp's KV buffers after the growth."""
+
+    request_id: str | None
+    n_ctx_from: int
+    n_ctx: int
+    n_ctx_max: int
+    seconds: float
+    carried: bool
+    kv_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContextLimited:
+    """The context could not grow as far as the request needed (memory is short, or the
+    maximum is reached): `message` says so in a sentence; the context stays `n_ctx`."""
+
+    request_id: str | None
+    n_ctx: int
+    needed: int
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,12 +218,14 @@ class Timings:
 @dataclass(frozen=True, slots=True)
 class Finished:
     """A request ended. reason: "stop" (EOS or a stop string), "length" (max tokens or
-    context full), "cancelled", "error" (an Error event came first)."""
+    context full: `context_full` tells them apart), "cancelled", "error" (an Error event
+    came first)."""
 
     request_id: str
     reason: str
     text: str = ""  # the whole reply, for callers that did not keep the tokens
     timings: Timings | None = None
+    context_full: bool = False  # "length" because the context (not max_tokens) ran out
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +269,8 @@ Event = (
     Ready
     | LoadProgress
     | Loaded
+    | ContextGrown
+    | ContextLimited
     | Unloaded
     | PromptProgress
     | Token

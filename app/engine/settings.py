@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 KV_TYPES: tuple[str, ...] = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
 QUANTIZED_KV_TYPES = frozenset(KV_TYPES) - {"f32", "f16", "bf16"}
 CTX_ALIGN = 256  # llama.cpp rounds n_ctx up to a multiple of this
+CTX_FULL_CHOICES = ("stop", "drop-oldest", "refuse")
 MAX_CTX = 1 << 21
 
 
@@ -74,7 +75,8 @@ class LoadSettings:
         4096, label="Context length", group="Context", flags=("-c", "--ctx-size"),
         minimum=CTX_ALIGN, maximum=MAX_CTX, step=CTX_ALIGN, unit="tokens",
         description="Tokens the model can see at once: system prompt, history and reply. "
-        "Memory for the KV cache grows with it.",
+        "Memory for the KV cache grows with it. When the context grows, this is the most it "
+        "may grow to (memory is judged on it); otherwise exactly this is allocated.",
     )  # fmt: skip
     type_k: str = _opt(
         "f16", label="K cache type", group="Context", flags=("-ctk", "--cache-type-k"),
@@ -154,20 +156,54 @@ class LoadSettings:
         description="RoPE frequency scale: 0.5 stretches the trained context to twice its "
         "length (0: the model's own).",
     )  # fmt: skip
+    # --- dynamic context (context growth) ---------------------------------------------
+    ctx_grow: bool = _opt(
+        True, label="Grow the context", group="Context", flags=("--ctx-grow",),
+        description="Start with a small context and double it when the conversation needs "
+        "more, up to the context length above, keeping what was already read. Off: the "
+        "whole context length is allocated at load.",
+    )  # fmt: skip
+    ctx_start: int = _opt(
+        4096, label="Start context", group="Context", flags=("--ctx-start",),
+        minimum=CTX_ALIGN, maximum=MAX_CTX, step=CTX_ALIGN, unit="tokens",
+        description="Tokens allocated at load when the context grows (never more than the "
+        "context length); the KV cache of the rest is allocated only when it is needed.",
+    )  # fmt: skip
 
     def normalized(self) -> LoadSettings:
-        """The settings llama.cpp will actually use: n_ctx rounded up to a multiple of 256,
-        batch at most the context and micro-batch at most the batch."""
-        n_ctx = max(CTX_ALIGN, -(-self.n_ctx // CTX_ALIGN) * CTX_ALIGN)
-        n_batch = min(self.n_batch, n_ctx)
+        """The settings llama.cpp will actually use: n_ctx (and the start context) rounded up
+        to a multiple of 256, the start at most n_ctx, batch at most the context llama.cpp
+        allocates first and micro-batch at most the batch."""
+        n_ctx = _align_ctx(self.n_ctx)
+        ctx_start = min(_align_ctx(self.ctx_start), n_ctx)
+        n_batch = min(self.n_batch, ctx_start if self.ctx_grow else n_ctx)
         return dataclasses.replace(
-            self, n_ctx=n_ctx, n_batch=n_batch, n_ubatch=min(self.n_ubatch, n_batch)
-        )
+            self, n_ctx=n_ctx, ctx_start=ctx_start, n_batch=n_batch,
+            n_ubatch=min(self.n_ubatch, n_batch),
+        )  # fmt: skip
+
+    @property
+    def initial_ctx(self) -> int:
+        """The context allocated at load: the start size when growing, else n_ctx."""
+        s = self.normalized()
+        return s.ctx_start if s.ctx_grow else s.n_ctx
+
+    @property
+    def grows(self) -> bool:
+        """True when the context starts smaller than its maximum and may grow."""
+        s = self.normalized()
+        return s.ctx_grow and s.ctx_start < s.n_ctx
 
     def summary(self) -> str:
-        """A short description for status bars and logs: 'n_ctx 8192, KV q8_0/q8_0, FA'."""
+        """A short description for status bars and logs: 'n_ctx 8192, KV q8_0/q8_0, FA'
+        ('n_ctx 4096→32768' when the context grows)."""
         fa = ", FA" if self.flash_attn else ""
-        return f"n_ctx {self.n_ctx}, KV {self.type_k}/{self.type_v}{fa}"
+        ctx = f"{self.ctx_start}→{self.n_ctx}" if self.grows else f"{self.n_ctx}"
+        return f"n_ctx {ctx}, KV {self.type_k}/{self.type_v}{fa}"
+
+
+def _align_ctx(n_ctx: int) -> int:
+    return max(CTX_ALIGN, -(-n_ctx // CTX_ALIGN) * CTX_ALIGN)
 
 
 @dataclass(frozen=True)
@@ -226,6 +262,14 @@ class SamplingSettings:
     system_prompt: str = _opt(
         "", label="System prompt", group="Prompt", flags=("--system",),
         description="Instructions the model sees before the conversation.",
+    )  # fmt: skip
+    # --- dynamic context: what a chat does at the maximum ---------------------------------
+    ctx_full: str = _opt(
+        "stop", label="When the context is full", group="Context", flags=("--ctx-full",),
+        choices=CTX_FULL_CHOICES,
+        description="What a chat does when a reply reaches the end of the largest context: "
+        "stop (and offer Continue, which leaves the oldest turns out), drop-oldest (leave "
+        "the oldest turns out and go on by itself) or refuse (stop; nothing is left out).",
     )  # fmt: skip
 
 
@@ -390,7 +434,7 @@ def validate(
             "ctx_rounded", "n_ctx",
         ))  # fmt: skip
     # Against the rounded context: llama.cpp cuts the batch to what it really allocates.
-    if settings.n_batch > settings.normalized().n_ctx and "n_batch" not in _fields(problems):
+    if settings.n_batch > settings.initial_ctx and "n_batch" not in _fields(problems):
         problems.append(Problem(
             "warning",
             f"Batch size {settings.n_batch:,} is larger than the context; it will be "

@@ -17,6 +17,7 @@ Events are delivered to `listener` (called on the reader thread) and/or queued f
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -34,6 +35,7 @@ from typing import Any
 from app.engine.protocol import (
     Cancel,
     ChatMessage,
+    ContextGrown,
     CountTokens,
     Crashed,
     Error,
@@ -321,6 +323,9 @@ class Supervisor:
             self.loaded = event
         elif isinstance(event, Unloaded):
             self.loaded = None
+        elif isinstance(event, ContextGrown) and self.loaded is not None:
+            # `loaded` always says the context allocated now (the host's ps reports it).
+            self.loaded = dataclasses.replace(self.loaded, n_ctx=event.n_ctx)
         elif isinstance(event, Log):
             self._recent.append(event.line)
         rid = getattr(event, "request_id", None)

@@ -37,6 +37,7 @@ from typing import Any
 
 from app.engine import gguf_info, hardware
 from app.engine import settings as settings_mod
+from app.engine.context_growth import ContextGrowth, PerfCarry
 from app.engine.llama_args import llama_kwargs
 from app.engine.protocol import (
     BufferSizes,
@@ -173,6 +174,9 @@ class Worker:
         self._null_abort = None
         self._abort_installed = False
         self._sampled = [0]  # stopping-criteria calls of the current request
+        self._growth: ContextGrowth | None = None  # when the context may grow
+        self._load_info: gguf_info.GGUFInfo | None = None
+        self._full_calls = 0  # stopping-criteria calls that found the context full
 
     # --- plumbing -------------------------------------------------------------------
 
@@ -269,6 +273,7 @@ class Worker:
     def _check(self, cmd: Load) -> list[str] | None:
         """Hearth's checks before llama.cpp sees the file; the error sentences, if any."""
         result = gguf_info.inspect(cmd.path)
+        self._load_info = result.info
         problems = list(result.problems)
         if result.info is not None:
             ram = hardware.ram()
@@ -286,6 +291,7 @@ class Worker:
 
     def _load(self, cmd: Load) -> None:
         self._unload_model()
+        self._load_info = None
         if not cmd.skip_checks:
             errors = self._check(cmd)
             if errors:
@@ -310,6 +316,8 @@ class Worker:
         self._detokenize = _IncrementalDetokenize(llm)
         self._formatter = self._chat_formatter(llm)
         lines = list(self.logs.lines_since_mark)
+        if s.grows:
+            self._growth = self._make_growth(cmd, s)
         self.loaded = Loaded(
             request_id=cmd.request_id,
             path=cmd.path,
@@ -322,8 +330,22 @@ class Worker:
             load_seconds=time.perf_counter() - started,
             has_chat_template=self._formatter is not None,  # a template jinja can render
             description=_model_desc(self.lc, llm),
+            n_ctx_max=self._growth.n_ctx_max if self._growth else 0,
         )
         self.send(self.loaded)
+
+    def _make_growth(self, cmd: Load, s: settings_mod.LoadSettings) -> ContextGrowth:
+        info = self._load_info
+        if info is None:
+            with contextlib.suppress(Exception):
+                info = gguf_info.inspect(cmd.path).info
+        return ContextGrowth(self.lc, self.llm, s, info, self.send, self._on_new_context)
+
+    def _on_new_context(self, _ctx) -> None:
+        """A grown context has no abort callback yet: install ours if one is in use."""
+        if self._abort_installed:
+            self._abort_installed = False
+            self._set_abort(True)
 
     def _construct(self, cmd: Load, s: settings_mod.LoadSettings):
         lc = self.lc
@@ -370,6 +392,7 @@ class Worker:
         self.llm = None
         self.loaded = None
         self._formatter = None
+        self._growth = None
         gc.collect()
         _release_free_memory()
 
@@ -451,7 +474,7 @@ class Worker:
         except _UserError as e:
             self._fail(rid, str(e), kind="request")
             return
-        n_ctx = self.llm.n_ctx()
+        n_ctx = self._context_max()
         if len(tokens) >= n_ctx:
             self._fail(
                 rid,
@@ -460,7 +483,19 @@ class Worker:
                 kind="request",
             )
             return
+        growth = self._growth
+        # Timings count from here: a growth below closes this context and keeps its figures.
+        self.lc.llama_perf_context_reset(self.llm._ctx.ctx)
+        if growth is not None:
+            growth.begin_request(rid)
+            if not growth.ensure_capacity(len(tokens) + 1):
+                self._fail(rid, growth.limit_message)
+                return
         self._stream(cmd, tokens, stop, criteria, started, grammar)
+
+    def _context_max(self) -> int:
+        """The most tokens a request may use: the growth maximum, else the context."""
+        return self._growth.n_ctx_max if self._growth is not None else self.llm.n_ctx()
 
     def _grammar(self, json_schema: str):
         """The grammar for an API client's JSON schema (None: unconstrained)."""
@@ -512,15 +547,28 @@ class Worker:
             counter[0] += 1
             return False
 
-        kwargs["stopping_criteria"] = self.lc.StoppingCriteriaList([count, *(criteria or [])])
+        checks = [count, *(criteria or [])]
+        self._full_calls = 0
+        growth = self._growth
+        if growth is not None:
+            # The next token needs one more cell. If the context cannot grow to hold it,
+            # stop here ("length", context full). create_completion calls the criteria once
+            # more after its loop; a context found full only then ended nothing.
+            def room(_ids, _logits) -> bool:
+                if growth.can_grow_to(self.llm.n_tokens + 1):
+                    return False
+                self._full_calls += 1
+                return True
+
+            checks.append(room)
+        kwargs["stopping_criteria"] = self.lc.StoppingCriteriaList(checks)
         return kwargs
 
     def _stream(
         self, cmd: Generate, tokens: list[int], stop, criteria, started: float, grammar=None
     ) -> None:
         rid = cmd.request_id
-        lc, ctx = self.lc, self.llm._ctx.ctx
-        lc.llama_perf_context_reset(ctx)
+        lc = self.lc
         self._set_abort(True)  # a long prompt can be interrupted
         pieces: list[str] = []
         ttft = 0.0
@@ -559,25 +607,37 @@ class Worker:
             self._set_abort(False)
         if self._cancel.is_set():
             reason = "cancelled"
-        perf = lc.llama_perf_context(ctx)
+        # Contexts replaced by a growth took their figures with them: add them back.
+        perf = PerfCarry()
+        perf.add(lc.llama_perf_context(self.llm._ctx.ctx))
+        if self._growth is not None:
+            perf.add_carry(self._growth.perf)
         # One criteria call ends a complete stream; the token that ended a "stop" reply
         # (EOS or the end of a stop string) is not part of the reply.
         sampled = self._sampled[0] - (0 if reason == "cancelled" else 1)
+        full = reason != "cancelled" and self._full_calls >= 2  # see _completion_kwargs
+        if full:
+            reason = "length"  # the token that did not fit was sampled, not part of the reply
+        completion = max(0, sampled - (1 if reason == "stop" or full else 0))
         timings = Timings(
             ttft_s=ttft,
             prompt_tokens=len(tokens),
-            prompt_eval_tokens=int(perf.n_p_eval),
-            prompt_ms=float(perf.t_p_eval_ms),
-            completion_tokens=max(0, sampled - (1 if reason == "stop" else 0)),
-            decode_tokens=int(perf.n_eval),
-            decode_ms=float(perf.t_eval_ms),
+            prompt_eval_tokens=perf.n_p_eval,
+            prompt_ms=perf.t_p_eval_ms,
+            completion_tokens=completion,
+            decode_tokens=perf.n_eval,
+            decode_ms=perf.t_eval_ms,
         )
+        if reason == "length" and not full:
+            max_tokens = cmd.sampling.max_tokens
+            full = max_tokens <= 0 or len(tokens) + max_tokens >= self._context_max()
         self.send(
             Finished(
                 rid,
                 reason if reason in ("stop", "length", "cancelled") else "stop",
                 "".join(pieces),
                 timings,
+                context_full=full,
             )
         )
 
@@ -587,7 +647,11 @@ class Worker:
         llm = self.llm
         original = type(llm).eval.__get__(llm)
 
+        growth = self._growth
+
         def eval_in_batches(tokens) -> None:
+            if growth is not None and not growth.ensure_capacity(llm.n_tokens + len(tokens)):
+                raise RuntimeError(growth.limit_message or "the context is full")
             n, step = len(tokens), llm.n_batch
             if n <= step:
                 return original(tokens)
@@ -624,7 +688,8 @@ class Worker:
         except _UserError as e:
             self._fail(cmd.request_id, str(e))
             return
-        self.send(TokenCount(cmd.request_id, len(tokens), self.llm.n_ctx()))
+        # Against the most the context may grow to: what a conversation can use.
+        self.send(TokenCount(cmd.request_id, len(tokens), self._context_max()))
 
 
 class _UserError(Exception):

@@ -152,6 +152,8 @@ class EngineClient(QObject):
     error = Signal(object)  # protocol.Error
     crashed = Signal(object)  # protocol.Crashed
     log_line = Signal(object)  # protocol.Log
+    context_grown = Signal(object)  # protocol.ContextGrown (loaded_model already updated)
+    context_limited = Signal(object)  # protocol.ContextLimited
 
     def __init__(self, in_process: bool = False, parent: QObject | None = None):
         super().__init__(parent)
@@ -324,3 +326,9 @@ class EngineClient(QObject):
             self.crashed.emit(ev)
         elif isinstance(ev, p.Log):
             self.log_line.emit(ev)
+        elif isinstance(ev, p.ContextGrown):
+            if self.loaded_model is not None:
+                self.loaded_model = dataclasses.replace(self.loaded_model, n_ctx=ev.n_ctx)
+            self.context_grown.emit(ev)
+        elif isinstance(ev, p.ContextLimited):
+            self.context_limited.emit(ev)

@@ -285,6 +285,7 @@ class MainWindow(QMainWindow):
     def _connect_engine(self) -> None:
         e = self.engine
         e.state_changed.connect(self._update_state)
+        e.context_grown.connect(lambda _grown: self._update_state(self.engine.state))
         e.load_progress.connect(self._on_load_progress)
         e.loaded.connect(self._on_loaded)
         e.unloaded.connect(self._on_unloaded)
@@ -540,7 +541,9 @@ class MainWindow(QMainWindow):
             s = m.settings
             text = (
                 f"{'Generating' if state == EngineState.GENERATING else 'Ready'}: "
-                f"{os.path.basename(m.path)} · n_ctx {m.n_ctx:,} · KV {s.type_k}/{s.type_v}"
+                f"{os.path.basename(m.path)} · n_ctx {m.n_ctx:,}"
+                + (f" (grows to {m.n_ctx_max:,})" if m.n_ctx_max > m.n_ctx else "")
+                + f" · KV {s.type_k}/{s.type_v}"
                 + (" · FA" if s.flash_attn else "")
                 + (f" · {m.n_gpu_layers} layers on GPU" if m.n_gpu_layers else "")
             )

@@ -2,7 +2,9 @@
 
 One row per device (RAM, then each GPU): a stacked bar scaled to that device's free memory,
 with the free amount marked, so "does it fit" is visible at a glance and the parts that
-grow with the context (KV cache, compute) are told apart from the weights.
+grow with the context (KV cache, compute) are told apart from the weights. When the context
+grows, the bar is the most it may grow to (what "fits" is judged on) and the part not
+allocated at load is drawn paler: the solid part is what loading costs now.
 """
 
 from __future__ import annotations
@@ -34,13 +36,18 @@ class MemoryBreakdown(QWidget):
         super().__init__(parent)
         self.setObjectName("memoryBreakdown")
         self._estimate: Estimate | None = None
+        self._now: Estimate | None = None
         self._free: list[int] = []
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setMinimumWidth(220)
 
-    def set_estimate(self, estimate: Estimate | None, free: list[int]) -> None:
-        """`free`: free bytes of RAM, then of each GPU, in the estimate's device order."""
+    def set_estimate(
+        self, estimate: Estimate | None, free: list[int], now: Estimate | None = None
+    ) -> None:
+        """`free`: free bytes of RAM, then of each GPU, in the estimate's device order.
+        `now`: what loading allocates when the context grows (`estimate` is its maximum)."""
         self._estimate = estimate
+        self._now = now if estimate is not None else None
         self._free = list(free)
         self.setToolTip(self.describe())
         self.updateGeometry()
@@ -53,10 +60,18 @@ class MemoryBreakdown(QWidget):
         lines = []
         for i, d in enumerate(self._estimate.devices):
             free = self._free[i] if i < len(self._free) else 0
+            now = self._now.devices[i] if self._now is not None else None
+            grows = f"{human_bytes(now.total)} at load, up to " if now is not None else ""
             lines.append(
-                f"{d.device}: {human_bytes(d.total)} of {human_bytes(free)} free — weights "
-                f"{human_bytes(d.weights)}, KV cache {human_bytes(d.kv)}, compute "
+                f"{d.device}: {grows}{human_bytes(d.total)} of {human_bytes(free)} free — "
+                f"weights {human_bytes(d.weights)}, KV cache {human_bytes(d.kv)}, compute "
                 f"{human_bytes(d.compute)}, overhead {human_bytes(d.overhead)}"
+            )
+        if self._now is not None:
+            lines.append(
+                f"The context starts at {self._now.settings.n_ctx:,} tokens and grows up to "
+                f"{self._estimate.settings.n_ctx:,}: the paler part is allocated only when a "
+                "conversation needs it."
             )
         return "\n".join(lines)
 
@@ -113,14 +128,22 @@ class MemoryBreakdown(QWidget):
             painter.setBrush(track)
             painter.drawRoundedRect(bar, 4, 4)
             x = bar.left()
-            parts = (("weights", device.weights), ("KV cache", device.kv),
-                     ("compute", device.compute), ("overhead", device.overhead))  # fmt: skip
-            for name, size in parts:
+            now = self._now.devices[i] if self._now is not None else device
+            parts = (("weights", device.weights, device.weights),
+                     ("KV cache", device.kv, now.kv), ("compute", device.compute, now.compute),
+                     ("overhead", device.overhead, device.overhead))  # fmt: skip
+            for name, size, size_now in parts:
                 w = bar.width() * size / scale_to
                 if w <= 0:
                     continue
+                w_now = bar.width() * min(size_now, size) / scale_to
                 painter.setBrush(PART_COLORS[name])
-                painter.drawRect(QRectF(x, bar.top(), w, bar.height()))
+                painter.drawRect(QRectF(x, bar.top(), w_now, bar.height()))
+                if w > w_now:  # the part a growing context may still allocate
+                    pale = QColor(PART_COLORS[name])
+                    pale.setAlphaF(0.35)
+                    painter.setBrush(pale)
+                    painter.drawRect(QRectF(x + w_now, bar.top(), w - w_now, bar.height()))
                 x += w
             free_x = bar.left() + bar.width() * free / scale_to
             over = device.total > free
@@ -128,6 +151,11 @@ class MemoryBreakdown(QWidget):
             painter.drawLine(int(free_x), int(bar.top() - 2), int(free_x), int(bar.bottom() + 2))
             painter.setPen(OVER_COLOR if over else muted)
             caption = f"{human_bytes(device.total)} needed · {human_bytes(free)} free"
+            if self._now is not None:
+                caption = (
+                    f"{human_bytes(now.total)} at load · up to {human_bytes(device.total)} · "
+                    f"{human_bytes(free)} free"
+                )
             if over:
                 caption += " · does not fit"
             painter.drawText(QRectF(self.LABEL_W, bar.bottom() + 1, width, 16),

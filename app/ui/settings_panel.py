@@ -271,9 +271,13 @@ class SettingsPanel(QWidget):
         elif self.info is None:
             ctx_editor.set_scale(0, 0, "")
             ctx_editor.marks_label.setText("Open a model to see its trained context and what fits.")
-        self.memory.set_estimate(self.fit.estimate if self.fit else None, m.free)
+        now = None
+        if self.fit is not None and load.grows:
+            now = memory.estimate_now(self.info, self.fit.estimate.settings, m.gpu_free)
+        self.memory.set_estimate(self.fit.estimate if self.fit else None, m.free, now)
         self.verdict.setText(self.fit.message if self.fit else "")
         self.verdict.setVisible(self.fit is not None)
+        self.editors["ctx_start"].setEnabled(load.ctx_grow)  # means nothing without growth
         has_gpu = bool(m.gpu_free)
         self.ngl_all.setVisible(has_gpu)
         self.ngl_fit.setVisible(has_gpu)

@@ -17,6 +17,8 @@ from app.engine.settings import (
     QUANTIZED_KV_TYPES,
     LoadSettings,
     SamplingSettings,
+    add_arguments,
+    from_args,
     from_dict,
     kv_type_id,
     validate,
@@ -96,9 +98,38 @@ def test_normalized():
     assert (n.n_ctx, n.n_batch, n.n_ubatch) == (512, 300, 300)
     n = LoadSettings(n_ctx=5000).normalized()
     assert (n.n_ctx, n.n_batch, n.n_ubatch) == (5120, 512, 512)
-    assert LoadSettings(n_ctx=8192, type_k="q8_0", flash_attn=True).summary() == (
+    assert LoadSettings(n_ctx=8192, type_k="q8_0", flash_attn=True, ctx_grow=False).summary() == (
         "n_ctx 8192, KV q8_0/f16, FA"
     )
+
+
+def test_the_context_grows_from_the_start_size_up_to_n_ctx():
+    s = LoadSettings(n_ctx=32768, ctx_start=4000, n_batch=8192, n_ubatch=8192)
+    n = s.normalized()
+    assert (n.n_ctx, n.ctx_start, s.initial_ctx, s.grows) == (32768, 4096, 4096, True)
+    # The batch is cut to what is allocated at load (llama-cpp-python keeps it after growth).
+    assert (n.n_batch, n.n_ubatch) == (4096, 4096)
+    assert n.summary() == "n_ctx 4096→32768, KV f16/f16"
+    # A start at or above n_ctx, or growth off: exactly n_ctx, as before.
+    for same in (LoadSettings(n_ctx=2048), LoadSettings(n_ctx=32768, ctx_grow=False)):
+        assert not same.grows and same.initial_ctx == same.normalized().n_ctx
+        assert same.normalized().ctx_start <= same.normalized().n_ctx
+    assert LoadSettings().summary() == "n_ctx 4096, KV f16/f16"
+
+
+def test_growth_flags_are_generated_from_the_declarations():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, LoadSettings, "load")
+    args = parser.parse_args(["-c", "32768", "--ctx-start", "2048", "--no-ctx-grow"])
+    s = from_args(LoadSettings, args)
+    assert (s.n_ctx, s.ctx_start, s.ctx_grow) == (32768, 2048, False)
+    assert from_args(LoadSettings, parser.parse_args(["--ctx-grow"])).ctx_grow is True
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, SamplingSettings, "sampling", prefix="s_")
+    args = parser.parse_args(["--ctx-full", "drop-oldest"])
+    assert from_args(SamplingSettings, args, prefix="s_").ctx_full == "drop-oldest"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--ctx-full", "shrug"])
 
 
 # --- validate(): one rule at a time -------------------------------------------------------

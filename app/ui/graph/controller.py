@@ -10,6 +10,7 @@ that. The sampler thread stops when the window closes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -19,10 +20,17 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QToolBar
 
-from app.engine.protocol import Crashed, Finished, Loaded
+from app.engine import memory
+from app.engine.protocol import ContextGrown, Crashed, Finished, Loaded
 from app.ui.background import BackgroundOp
 from app.ui.graph import colours
-from app.ui.graph.markers import TokenCounter, crash_label, loaded_label, settings_change
+from app.ui.graph.markers import (
+    TokenCounter,
+    crash_label,
+    grown_label,
+    loaded_label,
+    settings_change,
+)
 from app.ui.graph.sparkline import StatusSparkline
 
 if TYPE_CHECKING:
@@ -177,6 +185,7 @@ class GraphController(QObject):
         e.crashed.connect(self._on_crashed)
         e.tokens.connect(self._on_tokens)
         e.finished.connect(self._on_finished)
+        e.context_grown.connect(self._on_context_grown)
         panel = w.settings_panel
         panel.settings_edited.connect(self._on_settings_edited)
         panel.fit_changed.connect(self._on_fit_changed)
@@ -208,8 +217,20 @@ class GraphController(QObject):
             and panel.model_path
             and (os.path.abspath(panel.model_path) == os.path.abspath(loaded.path))
         ):
-            self._set_estimate(panel.fit)
+            self._set_estimate(panel.fit, loaded.n_ctx)
         self._settings_base = (panel.load_settings(), panel.sampling_settings())
+
+    def _on_context_grown(self, grown: ContextGrown) -> None:
+        self._event("context", grown_label(grown))
+        loaded = self.window.engine.loaded_model
+        panel = self.window.settings_panel
+        if (
+            loaded is not None
+            and panel.fit is not None
+            and panel.model_path
+            and (os.path.abspath(panel.model_path) == os.path.abspath(loaded.path))
+        ):
+            self._set_estimate(panel.fit, grown.n_ctx)  # the dashed line steps up too
 
     def _on_unloaded(self) -> None:
         self._event("unload", "unloaded")
@@ -263,11 +284,18 @@ class GraphController(QObject):
         if self.window.engine.loaded_model is None:  # loaded: the line is the loaded model's
             self._set_estimate(fit)
 
-    def _set_estimate(self, fit) -> None:
-        if fit is None:
+    def _set_estimate(self, fit, n_ctx: int | None = None) -> None:
+        """The estimate line: `fit`'s, or at `n_ctx` (the context allocated now) when the
+        model is loaded with a context that grows."""
+        est = fit.estimate if fit is not None else None
+        info = self.window.settings_panel.info
+        if est is not None and n_ctx and n_ctx != est.settings.n_ctx and info is not None:
+            s = dataclasses.replace(est.settings, n_ctx=n_ctx, ctx_start=n_ctx)
+            est = memory.estimate(info, s, self.window.settings_panel.machine.gpu_free)
+        if est is None:
             self._estimate = (None, [])
         else:
-            self._estimate = (fit.estimate.host.total, [g.total for g in fit.estimate.gpus])
+            self._estimate = (est.host.total, [g.total for g in est.gpus])
         if self.view is not None:
             self.view.set_estimate(*self._estimate)
 

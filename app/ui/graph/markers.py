@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from app.engine.protocol import Crashed, Loaded
+from app.engine.protocol import ContextGrown, Crashed, Loaded
 from app.engine.settings import LoadSettings, SamplingSettings
 
 # Sampling fields worth naming on a marker (a new system prompt is not a speed change).
@@ -23,9 +23,17 @@ def loaded_label(loaded: Loaded) -> str:
     if s.flash_attn:
         parts.append("FA")
     parts.append(f"n_ctx {loaded.n_ctx}")
+    if loaded.n_ctx_max > loaded.n_ctx:
+        parts.append(f"(grows to {loaded.n_ctx_max})")
     if loaded.n_gpu_layers:
         parts.append(f"ngl {loaded.n_gpu_layers}")
     return " ".join(parts)
+
+
+def grown_label(grown: ContextGrown) -> str:
+    """'context 4096→8192 (42 ms)' (+ ', re-read' when the KV cache did not carry over)."""
+    how = "" if grown.carried else ", re-read"
+    return f"context {grown.n_ctx_from}→{grown.n_ctx} ({grown.seconds * 1000:.0f} ms{how})"
 
 
 def loaded_detail(loaded: Loaded) -> str:

@@ -57,7 +57,8 @@ DRAW_BUDGET = 0.012  # share of one core the dock's drawing may take (the monito
 READOUT_W = 190  # px of the readout column right of the plots
 AXIS_W = 64  # px of each left axis, the same on every row so the plots line up
 RIGHT_W = 46
-MARKER_KEYS = {"load": "success", "unload": "muted", "crash": "danger", "settings": "info"}
+MARKER_KEYS = {"load": "success", "unload": "muted", "crash": "danger", "settings": "info",
+               "context": "info"}  # fmt: skip
 
 
 @dataclass(frozen=True)
