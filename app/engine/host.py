@@ -57,8 +57,8 @@ from app.engine.host_types import (
 )
 from app.engine.protocol import (
     ChatMessage,
-    CountTokens,
     ContextGrown,
+    CountTokens,
     Crashed,
     Error,
     Finished,
@@ -584,8 +584,10 @@ class ModelHost:
         applied = None
         if loaded is not None:  # a growing context keeps its maximum in the settings
             grows = loaded.n_ctx_max > 0
-            applied = loaded.settings if grows else dataclasses.replace(
-                loaded.settings, n_ctx=loaded.n_ctx
+            applied = (
+                loaded.settings
+                if grows
+                else dataclasses.replace(loaded.settings, n_ctx=loaded.n_ctx)
             )
         pid = slot.sup.worker_pid if slot.sup is not None else None
         return ModelStatus(
