@@ -44,8 +44,11 @@ class LogEntry:
     source: str  # "Hearth", or "llama.cpp · worker 1234"
     level: str  # one of LEVELS
     text: str
+    formatted: bool = False  # `text` is a whole log line already (time, level, logger)
 
     def line(self) -> str:
+        if self.formatted:
+            return self.text
         stamp = time.strftime("%H:%M:%S", time.localtime(self.at))
         return f"{stamp} {self.level.upper():<7} [{self.source}] {self.text}"
 
@@ -88,7 +91,7 @@ class LogBook(QObject):
         self.sources: list[str] = [HEARTH]
         # What was logged before the window existed (earlyinit keeps it as text).
         for text in list(earlyinit.RECENT_LINES):
-            self.entries.append(LogEntry(time.time(), HEARTH, _guess_level(text), text))
+            self.entries.append(LogEntry(time.time(), HEARTH, _guess_level(text), text, True))
         self.arrived.connect(self.add_entry, Qt.ConnectionType.QueuedConnection)
         self._relay = _Relay(self)
         logging.getLogger().addHandler(self._relay)
