@@ -27,7 +27,7 @@ def info_rows(info: GGUFInfo) -> list[tuple[str, str]]:
         ("Vocabulary", f"{info.vocab_size:,} ({info.tokenizer_model or '?'}"
                        + (f", {info.tokenizer_pre}" if info.tokenizer_pre else "") + ")"),
         ("BOS / EOS", f"{info.bos_token_id} / {info.eos_token_id}"),
-        ("Chat template", "yes" if info.chat_template else "none (raw completion only)"),
+        ("Chat template", "yes" if info.chat_template else "none: a base model (chat as a transcript)"),
         ("Tensors", f"{info.n_tensors} ({human_bytes(info.tensor_bytes)})"),
         ("GGUF version", str(info.version)),
     ]  # fmt: skip

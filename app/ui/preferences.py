@@ -326,10 +326,23 @@ def _window_ini() -> QSettings:
     return QSettings(str(paths.config_dir() / "window.ini"), QSettings.Format.IniFormat)
 
 
+# window.ini's path -> the last model's path: read once, then kept as loads happen, so the
+# chat's notice can ask on every state change without touching the disk.
+_last_model: dict[str, str | None] = {}
+
+
 def last_model() -> str | None:
     """The model that was loaded last (any run), or None."""
-    value = _window_ini().value(LAST_MODEL_KEY)
-    return str(value) if value else None
+    ini = str(paths.config_dir() / "window.ini")
+    if ini not in _last_model:
+        value = _window_ini().value(LAST_MODEL_KEY)
+        _last_model[ini] = str(value) if value else None
+    return _last_model[ini]
+
+
+def remember_last_model(path: str) -> None:
+    _last_model[str(paths.config_dir() / "window.ini")] = path
+    _window_ini().setValue(LAST_MODEL_KEY, path)
 
 
 def reopen_last_model(window) -> bool:
@@ -355,8 +368,7 @@ def install(window) -> None:
         window.engine_info = ready
 
     def remember_loaded(loaded) -> None:
-        s = _window_ini()
-        s.setValue(LAST_MODEL_KEY, loaded.path)
+        remember_last_model(loaded.path)
 
     window.engine.ready.connect(remember_ready)
     window.engine.loaded.connect(remember_loaded)

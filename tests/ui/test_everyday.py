@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication
 from app import earlyinit
 from app.engine import memory, testmodels
 from app.engine import preferences as prefs
+from app.engine.report import info_rows
 from app.ui import preferences as ui_prefs
 from app.ui.crash import CrashReporter
 from app.ui.logs import HEARTH
@@ -58,9 +59,8 @@ def test_a_new_chat_offers_the_model_loaded_last(qtbot, window, bigram_model):
 def test_the_last_model_comes_back_at_start_when_asked(qtbot, bigram_model):
     from app.ui.main_window import MainWindow
 
-    ini = ui_prefs._window_ini()
-    ini.setValue(ui_prefs.LAST_MODEL_KEY, os.path.abspath(bigram_model))
-    ini.sync()
+    ui_prefs.remember_last_model(os.path.abspath(bigram_model))
+    ui_prefs._last_model.clear()  # as a new process: read back from window.ini
     model = ui_prefs.preferences_model()
     with qtbot.waitSignal(model.saved, timeout=5000):
         assert model.set("reopen_last_model", True) is None
@@ -105,6 +105,8 @@ def test_a_base_model_gets_a_notice_saying_what_hearth_does(qtbot, window, tmp_p
     text = notice.text.text()
     assert "base has no chat template" in text and '"User: …"' in text
     assert "Assistant:" in text and not notice.button.isVisible()
+    rows = dict(info_rows(window.current.info))  # the card's rows
+    assert rows["Chat template"] == "none: a base model (chat as a transcript)"
     reply = send(qtbot, window.chat, "Hello")
     assert reply.status == "complete"  # the transcript fallback does answer
 
