@@ -189,6 +189,43 @@ def test_an_uncaught_gui_error_opens_the_crash_dialog(qtbot, window, reporter, m
     qtbot.waitUntil(lambda: reporter.dialog is None, timeout=5000)
 
 
+CRASH_CHILD = """
+import sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QMainWindow
+from app import earlyinit
+earlyinit.init()
+from app.ui.crash import CrashReporter
+app = QApplication(sys.argv[:1])
+w = QMainWindow()
+w.show()
+r = CrashReporter(w, "hearth.log")
+r.install()
+def boom():
+    raise ZeroDivisionError("raised in a slot")
+def shown(dialog):
+    print("DIALOG", dialog.isVisible(), dialog.summary.text(), flush=True)
+    app.quit()
+r.dialog_shown.connect(shown)
+QTimer.singleShot(0, boom)
+QTimer.singleShot(20000, app.quit)
+app.exec()
+"""
+
+
+def test_an_error_in_a_real_slot_reaches_the_dialog(tmp_path):
+    """The path a user meets: Qt calls a Python slot that raises (outside pytest-qt, which
+    would take the exception itself); earlyinit logs it and the dialog opens."""
+    import subprocess
+
+    script = tmp_path / "crash_child.py"
+    script.write_text(CRASH_CHILD)
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})  # fmt: skip
+    assert "DIALOG True ZeroDivisionError: raised in a slot" in p.stdout, (p.stdout, p.stderr)
+    assert "CRITICAL hearth: uncaught exception" in p.stderr
+
+
 def test_keyboard_interrupt_is_not_a_crash(qtbot, window, reporter):
     sys.excepthook(*_raise(KeyboardInterrupt()))
     QApplication.processEvents()
