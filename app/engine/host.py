@@ -410,6 +410,9 @@ class ModelHost:
         del self._slots[slot.model]
         slot.stop_expiry()
         slot.state = "unloading"
+        for rid, fut in slot.pending.items():  # a load in progress (the host is closing)
+            if not fut.done():
+                fut.set_result(Finished(rid, "cancelled"))
         ended = Finished("", "cancelled")
         for req in [*slot.queue, *([slot.running] if slot.running else [])]:
             req._push(Error(f"{slot.name} was unloaded: {message}".rstrip(": "), req.id))
