@@ -72,3 +72,27 @@ def test_run_stops_when_the_context_is_full_and_growth_off_keeps_n_ctx(bigram_mo
     assert "context_growths" not in out
     assert out["reason"] == "length" and out["context_full"] is True
     assert "(context full)" in p.stderr
+
+
+def test_ctrl_c_cancels_the_reply_and_exits_130(bigram_model):
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "run", str(bigram_model), "Hello", "-n", "0",
+         "--temp", "0", "-c", "32768", "--json"],
+        cwd=REPO, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for line in proc.stderr:  # the reply starts streaming right after this line
+            if line.startswith("Loaded "):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    report = json.loads(out)
+    assert report["reason"] == "cancelled"
+    assert testmodels.bigram_text(32000).startswith(report["text"])
+    assert len(report["text"]) < len(testmodels.bigram_text(30000))
