@@ -164,10 +164,6 @@ class ModelHost:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
 
-    def is_loaded(self, model: str) -> bool:
-        slot = self._slots.get(self.model_id(model))
-        return slot is not None and slot.state == "loaded"
-
     async def ensure_loaded(
         self,
         model: str | os.PathLike[str],
@@ -177,7 +173,8 @@ class ModelHost:
         pinned: bool | None = None,
     ) -> ModelLoaded:
         """Load `model` unless it is loaded with these settings (None: the remembered
-        ones, or whatever it is loaded with). Raises HostError with a sentence."""
+        ones, or whatever it is loaded with). `pinned`: it never expires and is never
+        evicted (the window's hand loads). Raises HostError with a sentence."""
         self._check_open()
         mid = self.model_id(model)
         slot = self._reusable(mid, settings)
@@ -255,14 +252,6 @@ class ModelHost:
             return False
         await self._unload(slot, reason, f"{slot.name} was unloaded.")
         return True
-
-    def set_pinned(self, model: str, pinned: bool) -> None:
-        """A pinned model never expires and is never evicted (the window's hand loads)."""
-        slot = self._slots.get(self.model_id(model))
-        if slot is not None:
-            slot.pinned = pinned
-            if slot.idle:
-                self._after_idle(slot)
 
     def ps(self) -> list[ModelStatus]:
         """The models held now, in load order."""

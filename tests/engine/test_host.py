@@ -207,13 +207,16 @@ def test_a_model_that_cannot_fit_is_refused_before_any_load(bigram_models):
 def test_keep_alive_zero_unloads_after_the_request_short_unloads_when_idle_negative_never(
     bigram_models,
 ):
-    a, b, c = bigram_models["f32"], bigram_models["f16"], bigram_models["q8_0"]
+    a, b, c, d = (bigram_models[w] for w in ("f32", "f16", "q8_0", "q4_0"))
 
     async def main():
         host = ModelHost()
         rec = Recorder(host)
         try:
             await host.ensure_loaded(c, SMALL, keep_alive=-1)
+            await host.ensure_loaded(d, SMALL, pinned=True)  # loaded by hand in the window
+            rd = await host.generate(d, HELLO, greedy(7), keep_alive=0)
+            assert (await rd.result()).text == testmodels.BIGRAM_CYCLE_TEXT
             ra = await host.generate(a, HELLO, greedy(7), settings=SMALL, keep_alive=0)
             assert (await ra.result()).text == testmodels.BIGRAM_CYCLE_TEXT
             gone = await rec.wait(unloaded(ModelHost.model_id(a), "idle"))
@@ -224,8 +227,9 @@ def test_keep_alive_zero_unloads_after_the_request_short_unloads_when_idle_negat
             assert row.keep_alive_s == 0.5 and row.expires_at is not None
             gone = await rec.wait(unloaded(ModelHost.model_id(b), "idle"))
             assert "idle for 0.5 s" in gone.message
-            # c was loaded before both and has been idle longest: it stays.
-            assert [(r.name, r.expires_at) for r in host.ps()] == [(c.name, None)]
+            # c (never) and d (pinned, even with keep_alive 0) were idle longest: they stay.
+            rows = [(r.name, r.expires_at, r.pinned) for r in host.ps()]
+            assert rows == [(c.name, None, False), (d.name, None, True)]
             assert [e.model for e in rec.of(ModelUnloaded)] == [
                 ModelHost.model_id(a),
                 ModelHost.model_id(b),
