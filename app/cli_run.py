@@ -147,8 +147,8 @@ class _Runner:
             + (", flash attention" if event.settings.flash_attn else ""),
             file=sys.stderr,
         )
-        if self.cancelled.is_set():
-            return EXIT_CANCELLED
+        if self.cancelled.is_set():  # Ctrl+C came as the load finished
+            return self._end(Finished("", "cancelled"))
         if self.args.chat:
             messages = [ChatMessage("user", self.args.prompt)]
             self.request = await host.generate(self.args.file, messages, sampling=self.sampling)
