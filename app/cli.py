@@ -25,6 +25,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "search": ("app.cli_hub", "search Hugging Face for GGUF models"),
     "pull": ("app.cli_hub", "download a GGUF model from Hugging Face"),
     "list": ("app.cli_library", "list the models in the local library"),
+    "serve": (
+        "app.cli_serve",
+        "serve the library's models over an OpenAI- and Ollama-compatible API",
+    ),
 }
 
 

@@ -35,6 +35,10 @@ class Catalog:
             self._scan()
         return list(self._models.values())
 
+    def invalidate(self) -> None:
+        """The library changed (a pull finished): scan again on the next call."""
+        self._scanned = 0.0
+
     def _scan(self) -> None:
         models: dict[str, LocalModel] = {}
         for m in self.library.scan():
