@@ -562,7 +562,8 @@ def parse_ollama_chat(body: dict[str, Any]) -> GenRequest:
     req = _ollama_common(body, "chat")
     messages = body.get("messages")
     req.messages = () if messages is None else _messages(messages, "ollama")
-    req.tools, req.tool_choice = _tools(body)
+    req.tools, req.tool_choice = _tools(body)  # tool_choice: Hearth's extension here
+    _check_schema_and_tools(req)
     return req
 
 

@@ -123,6 +123,57 @@ def test_openai_json_schema_output_parses_and_validates(oa, response_format):
     jsonschema.validate(json.loads(r.choices[0].message.content), SCHEMA)
 
 
+ADD = {
+    "type": "function",
+    "function": {
+        "name": "add",
+        "description": "Add two small numbers.",
+        "parameters": {
+            "type": "object",
+            "properties": {"a": {"enum": [1, 2]}, "b": {"enum": [3, 4]}},
+            "required": ["a", "b"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def test_openai_required_tool_call_comes_back_as_a_call(oa):
+    r = oa.chat.completions.create(
+        model="tiny", messages=HI, max_tokens=60, temperature=0, tools=[ADD], tool_choice="required"
+    )
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls" and not choice.message.content
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "add" and call.id.startswith("call_")
+    assert set(json.loads(call.function.arguments)) == {"a", "b"}  # arguments: a JSON string
+    stream = oa.chat.completions.create(
+        model="tiny", messages=HI, max_tokens=60, temperature=0, tools=[ADD],
+        tool_choice={"type": "function", "function": {"name": "add"}}, stream=True,
+    )  # fmt: skip
+    chunks = list(stream)
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert not "".join(d.content or "" for d in deltas)  # no half call shown as text
+    calls = [tc for d in deltas for tc in (d.tool_calls or [])]
+    assert [c.function.name for c in calls] == ["add"]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+
+def test_ollama_tool_calls_have_object_arguments(ol):
+    r = ol.chat(
+        model="tiny", messages=HI, tools=[ADD], options={"temperature": 0, "num_predict": 60}
+    )
+    # "auto": the bigram model writes no call, and its text streams as text
+    assert r.message.content == testmodels.bigram_text(60) and not r.message.tool_calls
+    # Hearth accepts OpenAI's tool_choice here too; the call comes in Ollama's shape
+    body = {"model": "tiny", "messages": HI, "tools": [ADD], "tool_choice": "required",
+            "stream": False, "options": {"temperature": 0, "num_predict": 60}}  # fmt: skip
+    with httpx.Client(base_url=str(ol._client.base_url), timeout=60) as c:
+        message = c.post("/api/chat", json=body).json()["message"]
+    call = message["tool_calls"][0]["function"]
+    assert call["name"] == "add" and set(call["arguments"]) == {"a", "b"}  # an object
+
+
 def test_openai_errors_are_openai_errors(oa):
     with pytest.raises(openai.NotFoundError) as e:
         oa.chat.completions.create(model="nope", messages=HI)
