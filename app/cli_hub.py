@@ -21,9 +21,9 @@ from app.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from app.engine import downloads as dl
 from app.engine import hub
 from app.engine.gguf_info import human_bytes
+from app.engine.hub import PREFERRED_QUANT, choose_entry
 
 EXIT_INTERRUPTED = 130
-PREFERRED_QUANT = "Q4_K_M"  # what `pull` takes when the repo has several and none is named
 PLAIN_PROGRESS_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
 
 
@@ -126,43 +126,6 @@ def run_pull(args: argparse.Namespace) -> int:
     _mention_companions(details, entry)
     request = dl.DownloadRequest.for_entry(details, entry, args.dir)
     return _download(request, entry, args.json)
-
-
-def choose_entry(
-    details: hub.RepoDetails, quant: str | None, file: str | None
-) -> hub.GGUFEntry | str:
-    """The entry to download, or a sentence saying why none was picked."""
-    if file is not None:
-        found = details.find(file=file)
-        if not found:
-            return f"{details.repo_id} has no file {file!r}.{_available(details)}"
-        return found[0]
-    models = details.models
-    if not models:
-        return f"{details.repo_id} has no GGUF model files."
-    if quant is None:
-        if len(models) == 1:
-            return models[0]
-        quant = PREFERRED_QUANT
-        if not details.find(quant=quant):
-            return f"{details.repo_id} has several quantizations: pick one with --quant.{_available(details)}"
-    found = details.find(quant=quant)
-    if not found:
-        return f"{details.repo_id} has no {quant.upper()} file.{_available(details)}"
-    if len(found) > 1:
-        names = ", ".join(e.name for e in found)
-        return (
-            f"{details.repo_id} has several {quant.upper()} files ({names}): pick one with --file."
-        )
-    return found[0]
-
-
-def _available(details: hub.RepoDetails) -> str:
-    parts = [
-        f"{e.quant or e.name} ({human_bytes(e.size)}{', ' + e.fit.label if e.fit else ''})"
-        for e in details.models
-    ]
-    return f" Available: {', '.join(parts)}." if parts else ""
 
 
 def _mention_companions(details: hub.RepoDetails, entry: hub.GGUFEntry) -> None:

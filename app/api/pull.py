@@ -81,7 +81,6 @@ class Puller:
 
 async def pull(request: web.Request) -> web.StreamResponse:
     from app.api.server import CTX
-    from app.cli_hub import choose_entry
 
     ctx = request.app[CTX]
     body = await read_json(request)
@@ -93,9 +92,9 @@ async def pull(request: web.Request) -> web.StreamResponse:
         details = await ctx.blocking(hub.repo_details, repo_id, None)
     except hub.HubError as e:
         raise ApiError(_HUB_STATUS.get(e.kind, 502), e.message) from None
-    entry = choose_entry(details, quant, None)
+    entry = hub.choose_entry(details, quant, None, pick_quant=f"by pulling '{repo_id}:QUANT'")
     if isinstance(entry, str):
-        raise bad_request(entry.replace("with --quant", f"by pulling '{repo_id}:QUANT'"), "model")
+        raise bad_request(entry, "model")
     if details.gated and not await ctx.blocking(hub.get_token):
         raise ApiError(403, hub.error_for_status(401, repo_id, has_token=False).message)
     if ctx.pull is None:

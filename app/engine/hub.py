@@ -723,3 +723,50 @@ def _with_fit(entry: GGUFEntry, params: int | None, machine: Machine) -> GGUFEnt
     from dataclasses import replace
 
     return replace(entry, fit=fit_badge(entry.size, params, machine))
+
+
+# --- choosing a file to pull ----------------------------------------------------------------
+
+PREFERRED_QUANT = "Q4_K_M"  # what a pull takes when the repo has several and none is named
+
+
+def choose_entry(
+    details: RepoDetails,
+    quant: str | None,
+    file: str | None,
+    pick_quant: str = "with --quant",
+    pick_file: str = "with --file",
+) -> GGUFEntry | str:
+    """The entry to download (`hearth pull`, the API's /api/pull), or a sentence saying why
+    none was picked; `pick_quant` / `pick_file` say how the caller names one."""
+    if file is not None:
+        found = details.find(file=file)
+        if not found:
+            return f"{details.repo_id} has no file {file!r}.{_available(details)}"
+        return found[0]
+    models = details.models
+    if not models:
+        return f"{details.repo_id} has no GGUF model files."
+    if quant is None:
+        if len(models) == 1:
+            return models[0]
+        quant = PREFERRED_QUANT
+        if not details.find(quant=quant):
+            return f"{details.repo_id} has several quantizations: pick one {pick_quant}.{_available(details)}"
+    found = details.find(quant=quant)
+    if not found:
+        return f"{details.repo_id} has no {quant.upper()} file.{_available(details)}"
+    if len(found) > 1:
+        names = ", ".join(e.name for e in found)
+        return (
+            f"{details.repo_id} has several {quant.upper()} files ({names}): pick one {pick_file}."
+        )
+    return found[0]
+
+
+def _available(details: RepoDetails) -> str:
+    parts = [
+        f"{e.quant or e.name} ({human_bytes(e.size)}{', ' + e.fit.label if e.fit else ''})"
+        for e in details.models
+    ]
+    return f" Available: {', '.join(parts)}." if parts else ""
