@@ -47,7 +47,8 @@ class Catalog:
                 continue
             models[m.name] = m
         self._models = models
-        self._by_path = {m.path: m for m in models.values()}
+        # The host keys models by real path: a library reached through a symlink still matches.
+        self._by_path = {os.path.realpath(m.path): m for m in models.values()}
         self._scanned = time.monotonic()
 
     def resolve(self, name: str) -> LocalModel:
@@ -76,14 +77,16 @@ class Catalog:
             return models[name]
         if name.endswith(":latest") and name[: -len(":latest")] in models:
             return models[name[: -len(":latest")]]
-        return self._by_path.get(name)
+        return self._by_path.get(os.path.realpath(name)) if os.path.isabs(name) else None
+
+    def by_path(self, path: str) -> LocalModel | None:
+        """The library's model for a file the host holds (keyed by real path)."""
+        return self._by_path.get(os.path.realpath(path))
 
     def name_of(self, path: str) -> str:
         """The API name of a loaded model's file (its file name if the library lost it)."""
-        model = self._by_path.get(path)
-        if model is None:
-            return os.path.basename(path).removesuffix(".gguf")
-        return model.name
+        model = self.by_path(path)
+        return model.name if model else os.path.basename(path).removesuffix(".gguf")
 
 
 def digest(model: LocalModel) -> str:

@@ -148,9 +148,9 @@ async def show(request: web.Request) -> web.Response:
 async def ps(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     rows = []
-    models = {m.path: m for m in await ctx.blocking(ctx.catalog.models)}
+    await ctx.blocking(ctx.catalog.models)  # fresh enough for the names
     for s in ctx.host.ps():
-        model = models.get(s.model)
+        model = ctx.catalog.by_path(s.model)
         name = model.name if model else ctx.catalog.name_of(s.model)
         rows.append({
             "name": name,
@@ -173,6 +173,7 @@ async def status(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     return web.json_response({
         "active": ctx.active, "served": ctx.served, "cancelled": ctx.cancelled, "loads": ctx.loads,
+        "finished": ctx.finished,
     })  # fmt: skip
 
 

@@ -54,6 +54,7 @@ class ApiContext:
         self.served = 0
         self.cancelled = 0  # replies stopped because their client went away
         self.loads = 0  # model loads the host started while this server ran
+        self.finished: dict[str, int] = {}  # replies the workers ended, by reason
         self._unsubscribe = host.subscribe(self._on_host_event)
         self.listeners: list[Callable[[ApiContext], None]] = []
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hearth-api")
@@ -100,10 +101,12 @@ class ApiContext:
             self._changed()
 
     def _on_host_event(self, event: Any) -> None:
-        from app.engine.host_types import ModelLoading
+        from app.engine.host_types import ModelLoading, RequestFinished
 
         if isinstance(event, ModelLoading):
             self.loads += 1
+        elif isinstance(event, RequestFinished):
+            self.finished[event.reason] = self.finished.get(event.reason, 0) + 1
 
     def _changed(self) -> None:
         for listener in list(self.listeners):

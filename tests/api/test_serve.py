@@ -304,11 +304,14 @@ def test_a_client_that_disconnects_cancels_its_reply(server, ol):
     with server.client() as c, _endless_stream(server, c) as resp:
         lines = resp.iter_lines()
         assert json.loads(next(lines))["response"]  # it is generating
-    # the connection is closed: the reply stops and the model is free again
-    deadline = time.monotonic() + 30
-    while (st := server.status())["active"] or st["cancelled"] == before["cancelled"]:
+    # the connection is closed: the worker ends the reply as cancelled (a 64k-token reply
+    # cannot have finished by itself), and the model is free again
+    cancelled_before = before["finished"].get("cancelled", 0)
+    deadline = time.monotonic() + 60
+    while (st := server.status())["finished"].get("cancelled", 0) == cancelled_before:
         assert time.monotonic() < deadline, st
         time.sleep(0.05)
+    assert st["cancelled"] == before["cancelled"] + 1 and st["active"] == 0
     with server.client() as c:
         rows = c.get("/api/ps").json()["models"]
     assert next(m for m in rows if m["model"] == "endless")["hearth"]["running"] is False
