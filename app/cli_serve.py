@@ -69,7 +69,7 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     from app.api.errors import ApiError
-    from app.api.params import parse_duration
+    from app.api.params_ollama import parse_duration
 
     try:
         keep_alive = parse_duration(args.keep_alive, "--keep-alive")

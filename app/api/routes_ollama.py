@@ -17,7 +17,7 @@ from aiohttp import web
 
 from app import __version__
 from app.api import ollama_format as fmt
-from app.api import params
+from app.api import params_ollama as params
 from app.api.catalog import digest
 from app.api.errors import ApiError, bad_request
 from app.api.generation import Generation, host_error

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from app.api import openai_format as fmt
-from app.api import params
+from app.api import params_openai as params
 from app.api.errors import ApiError
 from app.api.generation import Generation
 from app.api.params import GenRequest

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from app.api import params
+from app.api import params_ollama, params_openai
 from app.api.errors import ApiError
 from app.engine.protocol import ChatMessage
 from app.engine.settings import LoadSettings, SamplingSettings
@@ -21,7 +21,7 @@ def _refused(parse, body) -> ApiError:
 
 
 def test_openai_chat_maps_sampling_and_stream_options():
-    req = params.parse_openai_chat({
+    req = params_openai.parse_openai_chat({
         "model": "tiny", "messages": [{"role": "developer", "content": "Be brief."},
                                       {"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
         "temperature": 0, "top_p": 0.5, "seed": 7, "stop": "END", "max_completion_tokens": 9,
@@ -38,7 +38,9 @@ def test_openai_chat_maps_sampling_and_stream_options():
 
 
 def test_defaults_come_from_the_models_settings():
-    req = params.parse_openai_chat({"model": "m", "messages": [{"role": "user", "content": "x"}]})
+    req = params_openai.parse_openai_chat(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    )
     base = SamplingSettings(temperature=0.3, max_tokens=77)
     assert req.sampling(base) == base
 
@@ -103,25 +105,27 @@ def test_defaults_come_from_the_models_settings():
     ],
 )
 def test_openai_chat_refusals_name_the_field(body, param):
-    err = _refused(params.parse_openai_chat, body)
+    err = _refused(params_openai.parse_openai_chat, body)
     assert err.param == param, err.message
 
 
 def test_sampling_range_errors_are_400_with_hearths_sentence():
     body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "top_p": 3}
-    e = _refused(params.parse_openai_chat, body)
+    e = _refused(params_openai.parse_openai_chat, body)
     assert e.param == "top_p" and e.message == "'top_p': Top-p is 3.0; it can be at most 1."
 
 
 def test_openai_completion():
-    req = params.parse_openai_completion({"model": "m", "prompt": ["Once"], "max_tokens": 5})
+    req = params_openai.parse_openai_completion({"model": "m", "prompt": ["Once"], "max_tokens": 5})
     assert (req.kind, req.prompt, req.raw, req.messages) == ("completion", "Once", True, None)
     assert (
-        _refused(params.parse_openai_completion, {"model": "m", "prompt": ["a", "b"]}).param
+        _refused(params_openai.parse_openai_completion, {"model": "m", "prompt": ["a", "b"]}).param
         == "prompt"
     )
     assert (
-        _refused(params.parse_openai_completion, {"model": "m", "prompt": "a", "echo": True}).param
+        _refused(
+            params_openai.parse_openai_completion, {"model": "m", "prompt": "a", "echo": True}
+        ).param
         == "echo"
     )
 
@@ -130,26 +134,26 @@ def test_tools_and_forced_choice_make_a_schema():
     tool = {"type": "function", "function": {"name": "add", "parameters": {
         "type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}}  # fmt: skip
     body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [tool]}
-    req = params.parse_openai_chat(body)
+    req = params_openai.parse_openai_chat(body)
     assert req.tool_names == ["add"] and req.tool_choice == "auto" and req.schema is None
-    req = params.parse_openai_chat({**body, "tool_choice": "required"})
+    req = params_openai.parse_openai_chat({**body, "tool_choice": "required"})
     assert req.schema["properties"]["name"] == {"const": "add"}
     named = {"type": "function", "function": {"name": "add"}}
-    assert params.parse_openai_chat({**body, "tool_choice": named}).schema is not None
+    assert params_openai.parse_openai_chat({**body, "tool_choice": named}).schema is not None
     err = _refused(
-        params.parse_openai_chat,
+        params_openai.parse_openai_chat,
         {**body, "tool_choice": {"type": "function", "function": {"name": "rm"}}},
     )
     assert err.param == "tool_choice"
     err = _refused(
-        params.parse_openai_chat,
+        params_openai.parse_openai_chat,
         {**body, "tool_choice": "required", "response_format": {"type": "json_object"}},
     )
     assert err.param == "response_format"
 
 
 def test_history_tool_calls_reach_the_template_as_objects():
-    req = params.parse_openai_chat({"model": "m", "messages": [
+    req = params_openai.parse_openai_chat({"model": "m", "messages": [
         {"role": "user", "content": "1+2?"},
         {"role": "assistant", "content": None, "tool_calls": [
             {"id": "c1", "type": "function", "function": {"name": "add", "arguments": "{\"a\": 1}"}}]},
@@ -161,7 +165,7 @@ def test_history_tool_calls_reach_the_template_as_objects():
 
 
 def test_ollama_options_map_onto_load_and_sampling():
-    req = params.parse_ollama_chat({
+    req = params_ollama.parse_ollama_chat({
         "model": "m", "messages": [{"role": "user", "content": "x"}], "keep_alive": "1h30m",
         "options": {"num_ctx": 1024, "num_gpu": 0, "num_thread": 2, "num_batch": 64,
                     "use_mmap": False, "temperature": 0, "top_k": 1, "min_p": 0.1,
@@ -179,7 +183,7 @@ def test_ollama_options_map_onto_load_and_sampling():
 
 @pytest.mark.parametrize(("value", "max_tokens"), [(-1, 0), (-2, 0), (0, 1), (5, 5)])
 def test_ollama_num_predict(value, max_tokens):
-    req = params.parse_ollama_generate(
+    req = params_ollama.parse_ollama_generate(
         {"model": "m", "prompt": "x", "options": {"num_predict": value}}
     )
     assert req.sampling(SamplingSettings()).max_tokens == max_tokens
@@ -201,23 +205,25 @@ def test_ollama_num_predict(value, max_tokens):
     ],
 )
 def test_ollama_refusals_name_the_field(body, param):
-    assert _refused(params.parse_ollama_generate, body).param == param
+    assert _refused(params_ollama.parse_ollama_generate, body).param == param
 
 
 def test_ollama_load_range_problem_names_the_option():
-    e = _refused(params.parse_ollama_generate, {"model": "m", "options": {"num_ctx": 10}})
+    e = _refused(params_ollama.parse_ollama_generate, {"model": "m", "options": {"num_ctx": 10}})
     assert e.param == "options.num_ctx" and "at least 256" in e.message
 
 
 def test_ollama_generate_prompt_goes_through_the_template_unless_raw():
-    req = params.parse_ollama_generate({"model": "m", "prompt": "Hi", "system": "Be kind."})
+    req = params_ollama.parse_ollama_generate({"model": "m", "prompt": "Hi", "system": "Be kind."})
     assert req.kind == "chat" and req.messages == (
         ChatMessage("system", "Be kind."),
         ChatMessage("user", "Hi"),
     )
-    req = params.parse_ollama_generate({"model": "m", "prompt": "Hi", "raw": True, "stream": False})
+    req = params_ollama.parse_ollama_generate(
+        {"model": "m", "prompt": "Hi", "raw": True, "stream": False}
+    )
     assert (req.kind, req.prompt, req.stream) == ("completion", "Hi", False)
-    req = params.parse_ollama_generate({"model": "m", "keep_alive": 0})
+    req = params_ollama.parse_ollama_generate({"model": "m", "keep_alive": 0})
     assert req.empty and req.keep_alive == 0.0
 
 
@@ -235,4 +241,4 @@ def test_ollama_generate_prompt_goes_through_the_template_unless_raw():
     ],
 )
 def test_durations(value, seconds):
-    assert params.parse_duration(value) == seconds
+    assert params_ollama.parse_duration(value) == seconds
