@@ -1,12 +1,19 @@
-"""What this machine has: RAM now, NVIDIA GPUs (through NVML), and which GPU backend the
-installed llama.cpp was built with. Cheap calls, safe without a GPU or a driver."""
+"""What this machine has: RAM now, the GPUs llama.cpp can offload to (from its backend
+registry, asked in a child process once per build), NVIDIA GPUs through NVML (for live
+figures), and which GPU backend the installed llama.cpp was built with. Safe without a GPU
+or a driver; this module never imports llama_cpp (app.engine.devices does, worker-side)."""
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import logging
 import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +29,11 @@ class RAM:
 @dataclass(frozen=True)
 class GPU:
     index: int
-    name: str
+    name: str  # the card ("NVIDIA GeForce RTX 4090", "AMD Radeon RX 7900 XTX (RADV NAVI31)")
     total: int
     free: int
+    backend: str = ""  # llama.cpp's backend for it ("CUDA", "Vulkan", ...); "" from NVML
+    device: str = ""  # llama.cpp's device name ("CUDA0", "Vulkan1")
 
 
 def ram() -> RAM:
@@ -78,22 +87,21 @@ def llama_gpu_backend() -> str | None:
 
     Looks at llama_cpp's shared libraries on disk without importing it (importing loads
     libllama, which the window must not do)."""
-    spec = importlib.util.find_spec("llama_cpp")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    names: list[str] = []
-    for loc in spec.submodule_search_locations:
-        lib = Path(loc) / "lib"
-        if lib.is_dir():
-            names += [p.name.lower() for p in lib.iterdir()]
+    names = _llama_lib_names()
     for backend in ("cuda", "hip", "vulkan", "metal", "sycl", "opencl"):
         if any(f"ggml-{backend}" in n for n in names):
             return backend
     return None
 
 
-def offload_gpus() -> list[GPU]:
-    """The GPUs llama.cpp can offload to: NVML's GPUs when the build has CUDA, else none.
+def offload_gpus(query: Callable[[], list[GPU]] | None = None) -> list[GPU]:
+    """The GPUs llama.cpp can offload to, as its backend registry lists them (any backend:
+    CUDA, Vulkan, HIP, Metal, SYCL); [] for a CPU-only build.
+
+    `query` asks the registry; by default a child process does (`python -m
+    app.engine.devices`, once per build and process: loading libllama is the worker's job),
+    and the worker passes `devices.offload_gpus` to ask in its own process. Free memory of
+    CUDA devices is refreshed from NVML, which is cheap and live.
 
     HEARTH_FAKE_VRAM (sizes like 8589934592 or 8G, comma-separated per GPU) stands in for
     GPUs in demos and tests of the estimate; it is never used to load. A malformed value is
@@ -101,9 +109,77 @@ def offload_gpus() -> list[GPU]:
     fake = _fake_vram(os.environ.get("HEARTH_FAKE_VRAM", ""))
     if fake is not None:
         return [GPU(i, f"simulated GPU {i}", v, v) for i, v in enumerate(fake)]
-    if llama_gpu_backend() != "cuda":
+    if query is None:
+        if not _has_offload_backend():
+            return []
+        found = _registry_in_child(_build_key())
+    else:
+        found = query()
+    return _live_free(found)
+
+
+def _llama_lib_names() -> list[str]:
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
         return []
-    return gpus()
+    names: list[str] = []
+    for loc in spec.submodule_search_locations:
+        lib = Path(loc) / "lib"
+        if lib.is_dir():
+            names += sorted(p.name.lower() for p in lib.iterdir())
+    return names
+
+
+# ggml libraries that never hold an offload device: the base, the CPU backend (and its
+# per-CPU variants), BLAS.
+_HOST_ONLY = re.compile(r"ggml(-(base|cpu|blas)([-.].*)?)?\.(so|dylib|dll)")
+
+
+def _has_offload_backend() -> bool:
+    """Whether the build ships a ggml backend beyond the host ones: else the registry has
+    nothing to offload to and asking it (loading libllama in a child) can be skipped."""
+    libs = [n.removeprefix("lib") for n in _llama_lib_names() if "ggml" in n]
+    return any(not _HOST_ONLY.fullmatch(re.sub(r"(\.so)(\.[0-9.]+)$", r"\1", n)) for n in libs)
+
+
+def _build_key() -> tuple[tuple[str, int, int], ...]:
+    """What identifies the installed llama.cpp build: its libraries' names, sizes, times."""
+    spec = importlib.util.find_spec("llama_cpp")
+    out = []
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        lib = Path(loc) / "lib"
+        for p in sorted(lib.iterdir()) if lib.is_dir() else []:
+            st = p.stat()
+            out.append((p.name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+@functools.cache
+def _registry_in_child(build: tuple) -> list[GPU]:
+    """The registry's offload GPUs, asked in a child process (cached per build)."""
+    cmd = [sys.executable, "-m", "app.engine.devices"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+        return [GPU(**g) for g in json.loads(done.stdout.strip().splitlines()[-1])]
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError, TypeError) as e:
+        stderr = getattr(e, "stderr", "") or ""
+        _log_once(f"could not list llama.cpp's devices ({e}; {stderr.strip()[-300:]}): no GPU")
+        return []
+
+
+def _live_free(found: list[GPU]) -> list[GPU]:
+    """CUDA devices' free memory from NVML (matched by name, in order) where it answers."""
+    if not any(g.backend == "CUDA" for g in found):
+        return found
+    nvml = gpus()
+    out = []
+    for g in found:
+        match = next((n for n in nvml if g.backend == "CUDA" and n.name == g.name), None)
+        if match is not None:
+            nvml.remove(match)
+            g = GPU(g.index, g.name, g.total, match.free, g.backend, g.device)
+        out.append(g)
+    return out
 
 
 def _fake_vram(text: str) -> list[int] | None:

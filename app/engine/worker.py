@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from app.engine import gguf_info, hardware
+from app.engine import devices, gguf_info, hardware
 from app.engine import settings as settings_mod
 from app.engine.context_growth import ContextGrowth, PerfCarry
 from app.engine.llama_args import llama_kwargs
@@ -277,7 +277,7 @@ class Worker:
         problems = list(result.problems)
         if result.info is not None:
             ram = hardware.ram()
-            gpus = hardware.offload_gpus()
+            gpus = hardware.offload_gpus(devices.offload_gpus)  # asked here: libllama is loaded
             problems += settings_mod.validate(
                 cmd.settings, result.info, ram.available, ram.total, [g.free for g in gpus]
             )

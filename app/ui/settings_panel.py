@@ -142,8 +142,8 @@ class SettingsPanel(QWidget):
         ngl.addWidget(self.ngl_fit)
         self.editors["n_gpu_layers"].layout().addLayout(ngl)
         self.no_gpu = QLabel(
-            "Everything runs on the CPU: no NVIDIA GPU was found, or this llama.cpp was built "
-            "without a GPU backend (HEARTH_CMAKE_ARGS=-DGGML_CUDA=ON ./dev.sh run builds one)."
+            "Everything runs on the CPU: llama.cpp reports no GPU. This build may lack a GPU "
+            "backend (HEARTH_GPU=cuda or HEARTH_GPU=vulkan ./dev.sh run builds one)."
         )
         self.no_gpu.setObjectName("noGpuNote")
         self.no_gpu.setWordWrap(True)
