@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from app.engine import hardware, memory
+from app.engine import devices, hardware, memory
 from app.engine.gguf_info import GGUFInfo, human_bytes
 from app.engine.protocol import ContextGrown, ContextLimited, Log
 from app.engine.settings import CTX_ALIGN, LoadSettings
@@ -55,7 +55,8 @@ MAX_GROWTHS_PER_REQUEST = 16
 
 def free_memory() -> tuple[int, list[int]]:
     """Free bytes now: available RAM, then each offload GPU's free memory."""
-    return hardware.ram().available, [g.free for g in hardware.offload_gpus()]
+    gpus = hardware.offload_gpus(devices.offload_gpus)  # the worker asks its own registry
+    return hardware.ram().available, [g.free for g in gpus]
 
 
 @dataclass
