@@ -2,23 +2,85 @@
 # Hearth from source, in two commands:
 #   ./dev.sh run [ARGS]    set up .venv if needed, then start Hearth (ARGS go to `hearth`)
 #   ./dev.sh test [ARGS]   set up .venv if needed, then run the whole test suite (ARGS go to pytest)
+#   ./dev.sh setup         only set up .venv
+#   ./dev.sh flags         print the CMake flags llama.cpp would be built with, and exit
 #
 # Set-up builds llama-cpp-python from source once, with CMAKE_ARGS="-DGGML_NATIVE=OFF"
 # (a native build crashes on some CPUs in the AMX kernels on quantized models), keeps the
-# wheel in .wheels/ and re-uses it afterwards. Set HEARTH_CMAKE_ARGS to build with other
-# flags (e.g. "-DGGML_CUDA=ON"); a change of flags rebuilds the wheel.
+# wheel in .wheels/<flags>/ and re-uses it afterwards; each set of flags keeps its own wheel.
+#
+# HEARTH_GPU picks a GPU backend (any of them builds on a machine without a GPU):
+#   cuda     -DGGML_CUDA=ON for CMAKE_CUDA_ARCHITECTURES=$HEARTH_CUDA_ARCHITECTURES, else the
+#            local GPUs' (nvidia-smi), else a list of common ones; nvcc from the system
+#            (PATH, else $CUDA_HOME, default /usr/local/cuda), else NVIDIA's CUDA 12 wheels from PyPI
+#            installed into .venv
+#   vulkan   -DGGML_VULKAN=ON, with Debian's libvulkan-dev and glslc
+# HEARTH_CMAKE_ARGS, when set, replaces all of these flags.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 
 LLAMA_VERSION="0.3.36"
-CMAKE_FLAGS="${HEARTH_CMAKE_ARGS:--DGGML_NATIVE=OFF}"
 VENV="$here/.venv"
-WHEELS="$here/.wheels"
+# Turing, Ampere (A100; RTX 30), Ada (RTX 40), Hopper: what a build for "any recent card" has.
+CUDA_ARCHITECTURES_DEFAULT="75;80;86;89;90"
+CUDA_WHEELS="nvidia-cuda-nvcc-cu12 nvidia-cuda-runtime-cu12 nvidia-cublas-cu12 nvidia-cuda-cccl-cu12"
+CUDA_TREE="$VENV/cuda-toolkit"  # the PyPI toolkit laid out as one CUDA_HOME
 
 say() { printf '\033[1mhearth:\033[0m %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
+
+# The compute capabilities to build for: HEARTH_CUDA_ARCHITECTURES, else the local GPUs'
+# (nvidia-smi prints "8.9" per card), else the common list.
+cuda_architectures() {
+    if [ -n "${HEARTH_CUDA_ARCHITECTURES:-}" ]; then
+        echo "$HEARTH_CUDA_ARCHITECTURES"
+        return 0
+    fi
+    local caps=""
+    if command -v nvidia-smi >/dev/null 2>&1; then
+        caps="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null \
+            | tr -d ' .\r' | grep -E '^[0-9]+$' | sort -un | paste -sd ';' || true)"
+    fi
+    echo "${caps:-$CUDA_ARCHITECTURES_DEFAULT}"
+}
+
+# nvcc of a system CUDA toolkit, if there is one.
+system_nvcc() {
+    local candidate
+    for candidate in "$(command -v nvcc 2>/dev/null || true)" "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc"; do
+        [ -n "$candidate" ] && [ -x "$candidate" ] && { echo "$candidate"; return 0; }
+    done
+    return 1
+}
+
+# The driver library llama.cpp's CUDA backend links for its VMM memory pool. A machine
+# without the NVIDIA driver and without a system toolkit (whose stubs stand in) has none:
+# that build goes without VMM (the older pool), which needs no libcuda.so to link.
+have_libcuda() {
+    system_nvcc >/dev/null && return 0
+    { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null || true; } | grep -q 'libcuda\.so '
+}
+
+# The CMake flags llama-cpp-python is built with, from HEARTH_GPU (see the top).
+cmake_flags() {
+    if [ -n "${HEARTH_CMAKE_ARGS:-}" ]; then
+        echo "$HEARTH_CMAKE_ARGS"
+        return 0
+    fi
+    local flags="-DGGML_NATIVE=OFF"
+    case "${HEARTH_GPU:-}" in
+        "" | cpu) ;;
+        cuda)
+            flags="$flags -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=$(cuda_architectures)"
+            have_libcuda || flags="$flags -DGGML_CUDA_NO_VMM=ON"
+            ;;
+        vulkan) flags="$flags -DGGML_VULKAN=ON" ;;
+        *) die "HEARTH_GPU=${HEARTH_GPU} is not a backend Hearth builds: use cuda or vulkan, or leave it unset for the CPU" ;;
+    esac
+    echo "$flags"
+}
 
 find_python() {
     local candidate
@@ -68,14 +130,72 @@ llama_wheel() {
     ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -n 1
 }
 
+# A CUDA toolkit for the build: the system's, else NVIDIA's wheels from PyPI laid out in
+# $CUDA_TREE as one tree (bin and nvvm from nvcc; include and lib from all of them, with
+# the unversioned .so links CMake's FindCUDAToolkit looks for).
+ensure_cuda_toolkit() {
+    local nvcc
+    if nvcc="$(system_nvcc)"; then
+        say "CUDA toolkit: $nvcc"
+        export CUDACXX="$nvcc"
+        return 0
+    fi
+    say "no CUDA toolkit found: installing NVIDIA's CUDA 12 compiler and libraries from PyPI into $VENV"
+    # shellcheck disable=SC2086  # one package a word
+    "$VENV/bin/python" -m pip install -q $CUDA_WHEELS >&2
+    local nv pkg f
+    nv="$("$VENV/bin/python" -c 'import nvidia; print(list(nvidia.__path__)[0])')"
+    rm -rf "$CUDA_TREE"
+    mkdir -p "$CUDA_TREE/include" "$CUDA_TREE/lib64"
+    ln -s "$nv/cuda_nvcc/bin" "$CUDA_TREE/bin"
+    ln -s "$nv/cuda_nvcc/nvvm" "$CUDA_TREE/nvvm"
+    for pkg in cuda_nvcc cuda_runtime cublas cuda_cccl; do
+        for f in "$nv/$pkg"/include/* "$nv/$pkg"/lib/*; do
+            [ -e "$f" ] || continue
+            case "$f" in
+                */include/*) ln -sfn "$f" "$CUDA_TREE/include/" ;;
+                *) ln -sfn "$f" "$CUDA_TREE/lib64/" ;;
+            esac
+        done
+    done
+    for f in "$CUDA_TREE"/lib64/lib*.so.*; do
+        [ -e "$f" ] && ln -sfn "$(basename "$f")" "${f%%.so.*}.so"
+    done
+    export CUDACXX="$CUDA_TREE/bin/nvcc" CUDAToolkit_ROOT="$CUDA_TREE" CUDA_HOME="$CUDA_TREE"
+}
+
+# What HEARTH_GPU=vulkan builds with: the loader's headers and the shader compiler.
+ensure_vulkan_packages() {
+    local missing=()
+    command -v glslc >/dev/null 2>&1 || missing+=(glslc)
+    [ -e /usr/include/vulkan/vulkan.h ] || missing+=(libvulkan-dev)
+    install_packages "${missing[@]}"
+}
+
+# The PyPI CUDA libraries (if that is where the toolkit came from) for llama.cpp to load.
+export_cuda_libraries() {
+    [ -d "$CUDA_TREE/lib64" ] && export LD_LIBRARY_PATH="$CUDA_TREE/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    return 0
+}
+
 build_llama_wheel() {
     local stamp="$WHEELS/CMAKE_ARGS"
+    local legacy="$here/.wheels"  # before wheels were kept per set of flags
+    if [ -z "$(llama_wheel)" ] && [ "$(cat "$legacy/CMAKE_ARGS" 2>/dev/null)" = "$CMAKE_FLAGS" ] \
+        && ls "$legacy"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
+        mkdir -p "$WHEELS"
+        mv "$legacy"/llama_cpp_python-"$LLAMA_VERSION"-*.whl "$legacy/CMAKE_ARGS" "$WHEELS/"
+    fi
     if [ -n "$(llama_wheel)" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$CMAKE_FLAGS" ]; then
         return 0
     fi
+    case "${HEARTH_GPU:-}" in
+        cuda) ensure_cuda_toolkit ;;
+        vulkan) ensure_vulkan_packages ;;
+    esac
     rm -rf "$WHEELS"
     mkdir -p "$WHEELS"
-    say "building llama-cpp-python $LLAMA_VERSION with CMAKE_ARGS=\"$CMAKE_FLAGS\" (once; 6-11 min on 2 cores)"
+    say "building llama-cpp-python $LLAMA_VERSION with CMAKE_ARGS=\"$CMAKE_FLAGS\" (once; 6-11 min on 2 cores for the CPU, far longer for CUDA)"
     CMAKE_ARGS="$CMAKE_FLAGS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc 2>/dev/null || echo 2)" \
         "$VENV/bin/python" -m pip wheel --no-deps --no-cache-dir --no-binary llama-cpp-python \
         "llama-cpp-python==$LLAMA_VERSION" -w "$WHEELS" >&2
@@ -106,15 +226,23 @@ ensure_env() {
 
 cmd="${1:-}"
 [ $# -gt 0 ] && shift
+CMAKE_FLAGS="$(cmake_flags)"
+# One folder per set of flags: going back to the CPU build after a CUDA one rebuilds nothing.
+WHEELS="$here/.wheels/$(printf '%s' "$CMAKE_FLAGS" | sha256sum | cut -c1-12)"
 case "$cmd" in
+    flags)
+        echo "$CMAKE_FLAGS"
+        ;;
     run)
         ensure_env
         ensure_qt_libraries xcb
+        export_cuda_libraries
         exec "$VENV/bin/hearth" "$@"
         ;;
     test)
         ensure_env
         ensure_qt_libraries offscreen
+        export_cuda_libraries
         export QT_QPA_PLATFORM="${QT_QPA_PLATFORM:-offscreen}"
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
@@ -124,7 +252,7 @@ case "$cmd" in
         ensure_qt_libraries offscreen
         ;;
     *)
-        echo "usage: ./dev.sh run [hearth args] | ./dev.sh test [pytest args] | ./dev.sh setup" >&2
+        echo "usage: [HEARTH_GPU=cuda|vulkan] ./dev.sh run [hearth args] | test [pytest args] | setup | flags" >&2
         exit 2
         ;;
 esac

@@ -3,12 +3,19 @@
 #
 #   ./installer/linux/build.sh                 # everything, into dist/
 #   ./installer/linux/build.sh --reuse-bundle  # repackage dist/hearth without rebuilding it
+#   ./installer/linux/build.sh --gpu cuda      # a GPU variant (cuda or vulkan): hearth-cuda
 #
 # Writes
 #   dist/hearth/                                  the one-folder bundle (dist/hearth/hearth)
 #   dist/hearth-VERSION-linux-x86_64.tar.gz       unpack, run ./install.sh (to ~/.local)
 #   dist/hearth_VERSION_amd64.deb                 sudo apt install ./hearth_VERSION_amd64.deb
 # and checks the bundle with `hearth --self-test` before packaging it.
+#
+# --gpu BACKEND first sets .venv up with llama.cpp built for it (HEARTH_GPU=BACKEND
+# ./dev.sh setup: compiles on a machine without a GPU) and names the packages hearth-BACKEND
+# (the .deb Provides and Conflicts with hearth). The GPU runtime is not bundled: the .deb
+# Depends on it (libcudart, libcublas; libvulkan1) and Recommends the driver; the self-test
+# of a CUDA bundle needs the NVIDIA driver and is skipped without it.
 #
 # Options: --dist DIR / --work DIR (instead of dist/ and build/), --reuse-bundle,
 # --no-self-test, --no-deb, --no-tar, --fast (gzip the .deb instead of xz: ~35 s instead of
@@ -30,6 +37,7 @@ SELF_TEST=1
 DEB=1
 TAR=1
 DEB_COMPRESSION=xz
+GPU=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --dist) DIST="$(mkdir -p "$2" && cd "$2" && pwd)"; shift ;;
@@ -39,7 +47,13 @@ while [ $# -gt 0 ]; do
         --no-deb) DEB=0 ;;
         --no-tar) TAR=0 ;;
         --fast) DEB_COMPRESSION=gzip ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        --gpu)
+            case "${2:-}" in
+                cuda | vulkan) GPU="$2" ;;
+                *) echo "--gpu takes cuda or vulkan, not '${2:-}'" >&2; exit 2 ;;
+            esac
+            shift ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
     shift
@@ -53,12 +67,22 @@ size() { du -sh "$1" | cut -f1; }
 
 started="$(now)"
 PY="$root/.venv/bin/python"
-if [ ! -x "$PY" ]; then
+NAME="hearth${GPU:+-$GPU}"  # the package's name
+BUNDLE="$DIST/hearth"
+if [ ! -x "$PY" ] && [ "$REUSE" -eq 1 ] && [ -x "$BUNDLE/hearth" ]; then
+    PY="$(command -v python3)"  # repackaging runs only app's standard-library helpers
+elif [ -n "$GPU" ] && { [ "$REUSE" -eq 0 ] || [ ! -x "$BUNDLE/hearth" ]; }; then
+    say "llama.cpp for $GPU: HEARTH_GPU=$GPU ./dev.sh setup"
+    HEARTH_GPU="$GPU" ./dev.sh setup
+elif [ ! -x "$PY" ]; then
     say "no .venv yet: ./dev.sh setup"
     ./dev.sh setup
 fi
 VERSION="$("$PY" -c 'import app; print(app.__version__)')"
-BUNDLE="$DIST/hearth"
+if [ "$REUSE" -eq 0 ] || [ ! -x "$BUNDLE/hearth" ]; then
+    built_for="$("$PY" -c 'from app.engine import hardware; print(hardware.llama_gpu_backend() or "")')"
+    [ "$built_for" = "$GPU" ] || die "the llama.cpp in .venv is built for '${built_for:-the CPU}', not '${GPU:-the CPU}': run ${GPU:+HEARTH_GPU=$GPU }./dev.sh setup first"
+fi
 
 # --- 1. the bundle ---------------------------------------------------------------------
 if [ "$REUSE" -eq 0 ] || [ ! -x "$BUNDLE/hearth" ]; then
@@ -76,6 +100,10 @@ EOF
     say "bundle built in $(since "$t"): $(size "$BUNDLE")"
 fi
 
+if [ "$SELF_TEST" -eq 1 ] && [ "$GPU" = cuda ] && ! { ldconfig -p 2>/dev/null || /sbin/ldconfig -p; } | grep -q 'libcuda\.so\.1 '; then
+    say "self-test skipped: a CUDA bundle needs the NVIDIA driver (libcuda.so.1), which this machine lacks"
+    SELF_TEST=0
+fi
 if [ "$SELF_TEST" -eq 1 ]; then
     t="$(now)"
     say "self-test of the bundle"
@@ -113,7 +141,7 @@ mkdir -p "$STAGE"
 # --- 3. the archive with install.sh -----------------------------------------------------
 if [ "$TAR" -eq 1 ]; then
     t="$(now)"
-    name="hearth-$VERSION-linux-$ARCH"
+    name="hearth-$VERSION-linux-$ARCH${GPU:+-$GPU}"
     dir="$STAGE/$name"
     mkdir -p "$dir"
     cp -a "$BUNDLE" "$dir/hearth"
@@ -139,7 +167,9 @@ fi
 # Shared libraries the bundle loads from the system (PyInstaller leaves out glibc, OpenGL
 # and a few X libraries on purpose), each by its Debian package: app/platform_libs.py names
 # it, the same rule ./dev.sh and the window's start-up check use. Wayland's are only
-# recommended: X11 is the platform the bundle is checked on.
+# recommended: X11 is the platform the bundle is checked on. So is the NVIDIA driver's
+# libcuda (its package's name differs between Debian and Ubuntu); the CUDA runtime and
+# cuBLAS (never bundled: see installer/hearth.spec) and the Vulkan loader are depended on.
 deb_depends() {
     local needed have soname pkg depends="" recommends=""
     needed="$(find "$BUNDLE" -type f -name '*.so*' -print0 | xargs -0 -r readelf -d 2>/dev/null \
@@ -150,10 +180,12 @@ deb_depends() {
     while read -r soname pkg; do
         [ -n "$soname" ] || continue
         case "$soname" in
-            libwayland-*) recommends+=" $pkg" ;;
+            libwayland-* | libcuda.so.*) recommends+=" $pkg" ;;
             *) depends+=" $pkg" ;;
         esac
     done < <(echo "$system" | xargs -r "$PY" -m app.platform_libs package)
+    # A Vulkan build needs a Vulkan driver (Mesa's for AMD and Intel, or NVIDIA's).
+    if [ "$GPU" = vulkan ]; then recommends+=" mesa-vulkan-drivers"; fi
     # The newest glibc symbol version any bundled binary uses.
     local glibc
     glibc="$(find "$BUNDLE" -type f \( -name '*.so*' -o -name hearth \) -print0 \
@@ -177,7 +209,7 @@ if [ "$DEB" -eq 1 ]; then
     ln -s /opt/hearth/hearth "$root_dir/usr/bin/hearth"
     stage_share "$root_dir/usr" "hearth"
     {
-        echo "Package: hearth"
+        echo "Package: $NAME"
         echo "Version: $VERSION"
         echo "Architecture: $deb_arch"
         echo "Maintainer: Hearth developers <hearth@localhost>"
@@ -185,13 +217,18 @@ if [ "$DEB" -eq 1 ]; then
         echo "Priority: optional"
         echo "Installed-Size: $(du -sk --exclude=DEBIAN "$root_dir" | cut -f1)"
         deb_depends
+        if [ -n "$GPU" ]; then  # one Hearth at a time: both install /opt/hearth
+            echo "Provides: hearth"
+            echo "Conflicts: hearth"
+            echo "Replaces: hearth"
+        fi
         echo "Description: run large language models on your own machine"
         echo " Hearth opens GGUF model files, tells you what they will cost in memory with"
         echo " the context and KV cache settings you choose, and runs them with llama.cpp in"
         echo " a supervised worker process. Double-click a .gguf file to open it."
     } >"$root_dir/DEBIAN/control"
     install -m 755 "$here/deb/postinst" "$here/deb/postrm" "$root_dir/DEBIAN/"
-    deb="$DIST/hearth_${VERSION}_${deb_arch}.deb"
+    deb="$DIST/${NAME}_${VERSION}_${deb_arch}.deb"
     dpkg-deb --root-owner-group -Z"$DEB_COMPRESSION" --build "$root_dir" "$deb" >/dev/null
     say "package $(basename "$deb"): $(size "$deb") in $(since "$t")"
     sed -n 's/^\(Depends\|Recommends\): /  \1: /p' "$root_dir/DEBIAN/control" >&2
