@@ -67,9 +67,13 @@ class LlamaBench:
         n_ubatch: int = 512,
         repetitions: int = 1,
         timeout: float = 900,
+        n_gpu_layers: int = 0,
+        lib_dir: Path | None = None,
     ) -> dict[str, float]:
         """One llama-bench invocation: pp<n_prompt> and tg<n_gen> tok/s, the median of its
-        `repetitions` (after llama-bench's own warm-up run)."""
+        `repetitions` (after llama-bench's own warm-up run). `lib_dir` runs it on another
+        build's libllama/libggml (the same sources, e.g. the installed CUDA wheel's): found
+        first through LD_LIBRARY_PATH, so a CPU-built llama-bench measures a GPU build."""
         cmd = [
             str(self.path),
             "-m", str(model),
@@ -81,23 +85,40 @@ class LlamaBench:
             "-ctk", type_k,
             "-ctv", type_v,
             "-fa", "1" if flash_attn else "0",
-            "-ngl", "0",
+            "-ngl", str(n_gpu_layers),
             "-lm", "mmap",  # as llama-cpp-python's use_mmap=True
             "-r", str(repetitions),
             "-o", "json",
         ]  # fmt: skip
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        env = None
+        if lib_dir is not None:
+            old = os.environ.get("LD_LIBRARY_PATH")
+            # Its own helper libraries (llama-common) next to it: its RUNPATH is the build
+            # folder's absolute path, gone where the binary was copied to another machine.
+            paths = [str(lib_dir), str(self.path.parent), *([old] if old else [])]
+            env = {**os.environ, "LD_LIBRARY_PATH": ":".join(paths)}
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         if out.returncode != 0:
             tail = (out.stderr or out.stdout).strip().splitlines()[-5:]
             raise RuntimeError(f"llama-bench failed ({out.returncode}): " + " | ".join(tail))
-        result: dict[str, float] = {}
-        for row in json.loads(out.stdout):
-            ts = float(statistics.median(row.get("samples_ts") or [row["avg_ts"]]))
-            if row.get("n_prompt", 0) > 0 and row.get("n_gen", 0) == 0:
-                result["pp"] = ts
-            elif row.get("n_gen", 0) > 0 and row.get("n_prompt", 0) == 0:
-                result["tg"] = ts
-        return result
+        return parse_json(out.stdout)
+
+
+def parse_json(text: str) -> dict[str, float]:
+    """llama-bench's `-o json` output -> {"pp": tok/s, "tg": tok/s} (medians of the samples);
+    also the layers it offloaded ("ngl") and its backends ("backends")."""
+    result: dict = {}
+    for row in json.loads(text):
+        ts = float(statistics.median(row.get("samples_ts") or [row["avg_ts"]]))
+        if row.get("n_prompt", 0) > 0 and row.get("n_gen", 0) == 0:
+            result["pp"] = ts
+        elif row.get("n_gen", 0) > 0 and row.get("n_prompt", 0) == 0:
+            result["tg"] = ts
+        if "n_gpu_layers" in row:
+            result["ngl"] = int(row["n_gpu_layers"])
+        if row.get("backends"):
+            result["backends"] = str(row["backends"])
+    return result
 
 
 def _log(msg: str) -> None:
