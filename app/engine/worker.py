@@ -418,9 +418,15 @@ class Worker:
             return None
 
     def _prompt(
-        self, messages, prompt, system_prompt: str = "", tools_json: str = ""
+        self,
+        messages,
+        prompt,
+        system_prompt: str = "",
+        tools_json: str = "",
+        continue_last: bool = False,
     ) -> tuple[list[int], list[str], Any]:
-        """Tokens, stop strings and stopping criteria for a chat or a raw prompt."""
+        """Tokens, stop strings and stopping criteria for a chat or a raw prompt.
+        `continue_last`: the last message is a reply to go on with, not a finished turn."""
         llm = self.llm
         if messages is None:
             return (
@@ -429,6 +435,9 @@ class Worker:
                 None,
             )
         msgs = [_message_dict(m) for m in messages]
+        partial = ""
+        if continue_last and msgs and msgs[-1]["role"] == "assistant":
+            partial = msgs.pop()["content"]  # rendered after the generation prompt, open
         if system_prompt and not any(m["role"] == "system" for m in msgs):
             msgs.insert(0, {"role": "system", "content": system_prompt})
         if self._formatter is not None:
@@ -440,7 +449,9 @@ class Worker:
                     f"The model's chat template failed on this conversation: {e}"
                 ) from e
             tokens = llm.tokenize(
-                result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+                (result.prompt + partial).encode("utf-8"),
+                add_bos=not result.added_special,
+                special=True,
             )
             stop = (
                 result.stop
@@ -452,6 +463,7 @@ class Worker:
             return tokens, [s for s in stop if s], result.stopping_criteria
         # No template in the file: a plain transcript the model can continue.
         text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in msgs) + "Assistant:"
+        text += f" {partial}" if partial else ""
         return llm.tokenize(text.encode("utf-8"), add_bos=True, special=False), ["\nUser:"], None
 
     # --- generate -------------------------------------------------------------------
@@ -468,7 +480,11 @@ class Worker:
         started = time.perf_counter()
         try:
             tokens, stop, criteria = self._prompt(
-                cmd.messages, cmd.prompt, cmd.sampling.system_prompt, cmd.tools_json
+                cmd.messages,
+                cmd.prompt,
+                cmd.sampling.system_prompt,
+                cmd.tools_json,
+                cmd.continue_last,
             )
             grammar = self._grammar(cmd.json_schema)
         except _UserError as e:

@@ -220,9 +220,11 @@ class EngineClient(QObject):
     def unload(self) -> None:
         self._send(_protocol().Unload())
 
-    def generate(self, messages, sampling: SamplingSettings) -> str | None:
+    def generate(
+        self, messages, sampling: SamplingSettings, continue_last: bool = False
+    ) -> str | None:
         _protocol()
-        cmd = p.Generate(messages=tuple(messages), sampling=sampling)
+        cmd = p.Generate(messages=tuple(messages), sampling=sampling, continue_last=continue_last)
         if self._send(cmd):
             self.generating = cmd.request_id
             self._set_state(EngineState.GENERATING)

@@ -27,6 +27,7 @@ class PendingTurn:
     retry: Callable[[], None]  # counts again (after dropping turns or a reload), then starts
     limit: int  # messages before this index may be dropped from the context
     chars: int  # characters of the messages counted
+    auto_drop: bool = False  # drop the oldest turns without asking (Continue)
     tokens: int = 0
     n_ctx: int = 0
 
@@ -48,13 +49,14 @@ class ContextFit(QObject):
         pane.engine.finished.connect(self._on_engine_finished)
 
     def check(self, context: list[ChatMessage], limit: int, start: Callable[[], None],
-              retry: Callable[[], None]) -> None:  # fmt: skip
-        """Count `context`; call `start` if a reply still fits, else show the overflow."""
+              retry: Callable[[], None], auto_drop: bool = False) -> None:  # fmt: skip
+        """Count `context`; call `start` if a reply still fits, else show the overflow
+        (`auto_drop`: first leave out the oldest turns before `limit`, without asking)."""
         rid = self.pane.engine.count_tokens(context)
         if rid is None:  # the engine refused the command (and said why)
             return
         chars = sum(len(m.content) for m in context)
-        self.pending = PendingTurn(rid, start, retry, limit, chars)
+        self.pending = PendingTurn(rid, start, retry, limit, chars, auto_drop=auto_drop)
         self.pane.composer.set_busy(True)
 
     def retry_after_load(self) -> bool:
@@ -82,7 +84,9 @@ class ContextFit(QObject):
             self.pending, self._dropping = None, False
             self.pane.page.overflow.hide()
             pending.start()
-        elif self._dropping and self.pane.context_start_index() < pending.limit:
+        elif (
+            self._dropping or pending.auto_drop
+        ) and self.pane.context_start_index() < pending.limit:
             self._on_overflow_drop_requested()  # the estimate dropped too little: drop more
         else:
             self._dropping = False

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 
 from app.ui.chat.composer import Composer
 from app.ui.chat.context import ContextMeter, OverflowBanner
+from app.ui.chat.continuation import ContextFullBanner
 from app.ui.chat.markdown import MarkdownRenderer
 from app.ui.chat.transcript import Transcript
 from app.ui.widgets import ElidedLabel
@@ -85,6 +86,8 @@ class ChatPage(QWidget):
         banner_row = QHBoxLayout()
         banner_row.setContentsMargins(16, 4, 16, 0)
         banner_row.addWidget(self.overflow)
+        self.context_full = ContextFullBanner(self)
+        banner_row.addWidget(self.context_full)
         layout.addLayout(banner_row)
         self.composer = Composer(self)
         layout.addWidget(self.composer)

@@ -31,6 +31,7 @@ from app.engine import paths
 from app.engine.chats import ChatStore, ChatStoreError, Conversation, Message, ReplyWriter
 from app.engine.protocol import ChatMessage, Crashed, Error, Finished, Loaded, TokenCount
 from app.ui.chat import stats as chat_stats
+from app.ui.chat.continuation import Continuation
 from app.ui.chat.fit import ContextFit
 from app.ui.chat.markdown import MarkdownRenderer, RenderStyle, strip_think
 from app.ui.chat.message_view import MAX_FPS
@@ -116,6 +117,7 @@ class ChatPane(QObject):
         self._system_timer.setInterval(SYSTEM_PROMPT_SAVE_MS)
         self._system_timer.timeout.connect(self._save_system_prompt)
         self.fit = ContextFit(self)
+        self.continuation = Continuation(self)
         self._connect()
 
     def _connect(self) -> None:
@@ -321,7 +323,12 @@ class ChatPane(QObject):
             if m.status in ("error", "streaming"):
                 continue
             content = strip_think(m.content) if m.role == "assistant" else m.content
-            if content.strip():
+            if not content.strip():
+                continue
+            if m.role == "assistant" and out and out[-1].role == "assistant":
+                # A continued reply (the context filled up): one message for the model.
+                out[-1] = ChatMessage("assistant", out[-1].content + content)
+            else:
                 out.append(ChatMessage(m.role, content))
         if extra is not None:
             out.append(ChatMessage("user", extra))
@@ -377,6 +384,27 @@ class ChatPane(QObject):
             lambda: self._start_turn("edit", context, message_id=message_id, text=text),
             lambda: self.edit_and_resend(message_id, text),
         )  # fmt: skip
+
+    def continue_reply(self) -> None:
+        """Go on with the last reply, which filled the context: leave the oldest turns out
+        until a reply has room again, then stream the rest as a new reply after it."""
+        if not self.messages or self.messages[-1].role != "assistant" or not self._can_start():
+            return
+        reply_id = self.messages[-1].id
+        context = self.context_messages()
+        self.fit.check(
+            context, self._last_user_index(),
+            lambda: self._start_turn("continue", context, message_id=reply_id),
+            self.continue_reply, auto_drop=True,
+        )  # fmt: skip
+
+    def can_drop_for_continue(self) -> bool:
+        """True if turns older than the last user message are still in the context."""
+        return self.context_start_index() < self._last_user_index()
+
+    def _last_user_index(self) -> int:
+        users = [i for i, m in enumerate(self.messages) if m.role == "user"]
+        return users[-1] if users else 0
 
     def _can_start(self) -> bool:
         if self.turn is not None or self.fit.pending is not None:
@@ -439,7 +467,8 @@ class ChatPane(QObject):
                 turn, "cancelled", chat_stats.reply_stats(None) | {"stop_reason": "cancelled"}
             )
             return
-        rid = self.engine.generate(context, dataclasses.replace(sampling, system_prompt=""))
+        rid = self.engine.generate(context, dataclasses.replace(sampling, system_prompt=""),
+                                   continue_last=turn.kind == "continue")  # fmt: skip
         if rid is None:
             self._end_turn(turn, "error", {}, "The engine is not running.")
             return
@@ -523,7 +552,7 @@ class ChatPane(QObject):
         self._end_turn(turn, status, chat_stats.reply_stats(finished, wall), error)
         if finished.timings is not None and (loaded := self.engine.loaded_model):
             t = finished.timings
-            self.page.meter.set_usage(t.prompt_tokens + t.completion_tokens, loaded.n_ctx)
+            self.page.meter.set_usage(t.prompt_tokens + t.completion_tokens, loaded.context_max)
 
     def _on_engine_error(self, error: Error) -> None:
         if self.turn is not None and error.request_id == self.turn.request_id:

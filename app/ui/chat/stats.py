@@ -29,6 +29,8 @@ STATUS_FOR_REASON = {"stop": "complete", "length": "complete", "cancelled": "can
 def reply_stats(finished: Finished | None, wall_s: float | None = None) -> dict[str, Any]:
     """The stats stored with a reply (chats.STATS_LABELS names the ones exports show)."""
     stats: dict[str, Any] = {"stop_reason": finished.reason if finished else "interrupted"}
+    if finished is not None and finished.context_full:
+        stats["context_full"] = True  # "length" because the context ran out, not max_tokens
     t = finished.timings if finished else None
     if t is not None:
         stats.update(
