@@ -17,14 +17,16 @@ the compute buffer does not hide the KV cache), one worker process per load, Hea
    is allocated (memory.estimate_now at the context reached), the context, the time of the
    growth (ContextGrown.seconds) and the generation tok/s (Finished.timings).
 2. **All at load**: load with n_ctx = the largest size, no growth: RSS and estimate.
-3. **Re-reading**, per size S reached by a growth: a fresh load at S (no growth), the prompt
-   that was in the KV cache when the context grew (the tokens the growth carried over) read
-   from scratch: its prompt time is what a reload at S costs in reading alone. Then the next
-   prompt with `--gen` tokens: generation tok/s at S loaded from the start, at the same
-   context as the grown model's. Growth / re-reading and tok/s after growth / loaded at S
-   are the ratios reported (targets: ≤ 0.25, and ≥ 1 within noise).
+3. **Re-reading**, after each growth to a size S: a second worker loads the model at S (no
+   growth) and reads, from scratch, the prompt that was in the KV cache when the context
+   grew (the tokens the growth carried over): its prompt time is what a reload at S costs
+   in reading alone. It then reads the grown model's prompt, and both generate `--gen`
+   tokens, alternating request by request (`--reps` each): generation tok/s after growth
+   against loaded at S from the start, at the same context. Growth / re-reading and the
+   two tok/s are the ratios reported (targets: ≤ 0.25, and not slower).
 
-The machine is shared: tok/s figures are medians of `--reps` back-to-back requests.
+The machine is shared: tok/s figures are medians of back-to-back requests, compared only
+within a step. One llama.cpp thread by default (`--threads`).
 """
 
 from __future__ import annotations
@@ -152,52 +154,50 @@ def main() -> int:
     # Prompts just inside each size (the last reply's tokens included).
     lengths = [s - args.gen - 64 for s in sizes]
 
-    def gen_tps(engine: Engine, text: str) -> float:
-        # The first request reads the prompt; repeats differ only in their last token, so
-        # each reads one token and generates --gen tokens at the same context.
-        rates = []
+    def gen_pair(a: Engine, b: Engine, text: str) -> tuple[float, float]:
+        """Median generation tok/s of `a` and `b`, requests alternating a, b, a, b... (the
+        machine is shared: only back-to-back figures compare). Each request differs from
+        the last in its final token: it reads one token, then generates --gen tokens."""
+        rates: tuple[list[float], list[float]] = ([], [])
         for i in range(args.reps):
-            end, _ = engine.generate(text + (" x" if i % 2 else " y"), args.gen)
-            rates.append(end.timings.gen_tps)
-        return statistics.median(rates)
+            for engine, out in ((a, rates[0]), (b, rates[1])):
+                end, _ = engine.generate(text + (" x" if i % 2 else " y"), args.gen)
+                out.append(end.timings.gen_tps)
+        return statistics.median(rates[0]), statistics.median(rates[1])
+
+    log("all at load:", sizes[-1])
+    full = Engine(dataclasses.replace(base, ctx_grow=False))
+    full_rss = full.rss()
+    full.close()
 
     log("grow: load", sizes[0], "->", sizes[-1])
     grow = Engine(base)
     steps = [Step("load", grow.loaded.n_ctx, grow.rss(), estimate_at(info, base, sizes[0]))]
-    carried = {}
+    # size -> (re-reading the carried tokens, s; tok/s loaded at that size; its RSS)
+    reread: dict[int, tuple[float, float, int]] = {}
     for i, n in enumerate(lengths):
         started = time.perf_counter()
         end, seen = grow.generate(prompt(n), 1)
         g = [e for e in seen if isinstance(e, ContextGrown)]
-        tps = gen_tps(grow, prompt(n))
         n_ctx = grow.sup.loaded.n_ctx
         step = Step(f"prompt {end.timings.prompt_tokens:,}", n_ctx, grow.rss(),
-                    estimate_at(info, base, n_ctx), gen_tps=tps)  # fmt: skip
+                    estimate_at(info, base, n_ctx))  # fmt: skip
         if g:
             step.grow_s = sum(e.seconds for e in g)
             assert all(e.carried for e in g), "the KV cache did not carry over"
-            carried[n_ctx] = lengths[i - 1]
             step.carried_tokens = lengths[i - 1]
+            # The same conversation in a model loaded at this size from the start: reading
+            # the carried tokens from scratch is what a reload would cost.
+            ref = Engine(dataclasses.replace(base, n_ctx=n_ctx, ctx_grow=False))
+            first, _ = ref.generate(prompt(lengths[i - 1]), 1)
+            ref.generate(prompt(n), 1)
+            step.gen_tps, ref_tps = gen_pair(grow, ref, prompt(n))
+            reread[n_ctx] = (first.timings.prompt_ms / 1000, ref_tps, ref.rss())
+            ref.close()
         steps.append(step)
         log(f"  {step.label}: n_ctx {n_ctx}, RSS {human_bytes(step.rss)}, "
             f"{time.perf_counter() - started:.1f} s")  # fmt: skip
     grow.close()
-
-    log("all at load:", sizes[-1])
-    full_settings = dataclasses.replace(base, ctx_grow=False)
-    full = Engine(full_settings)
-    full_rss = full.rss()
-    full.close()
-
-    reread: dict[int, tuple[float, float, int]] = {}
-    for i, n_ctx in enumerate(sizes[1:], start=1):
-        log("re-read at", n_ctx)
-        e = Engine(dataclasses.replace(base, n_ctx=n_ctx, ctx_grow=False))
-        end, _ = e.generate(prompt(lengths[i - 1]), 1)
-        read_s = end.timings.prompt_ms / 1000
-        e.generate(prompt(lengths[i]), 1)
-        reread[n_ctx] = (read_s, gen_tps(e, prompt(lengths[i])), e.rss())
-        e.close()
 
     cmd = "python bench/dynamic_context.py " + shlex.join(sys.argv[1:])
     print(f"`{cmd.strip()}` — {MODEL_PATH.name} ({human_bytes(MODEL_PATH.stat().st_size)}), "

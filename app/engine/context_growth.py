@@ -190,10 +190,10 @@ class ContextGrowth:
         ram, _ = self._free_now
         extra = self._cost(want)[0] - self._cost(cur)[0] if self.info is not None else 0
         return (
-            f"The context stays at {cur:,} tokens: {n_needed:,} are needed, and growing to "
-            f"{want:,} needs about {human_bytes(extra)} more memory than the "
-            f"{human_bytes(ram)} free now. Close other programs, leave older turns out, or "
-            "reload with a smaller KV cache type."
+            f"The context stays at {cur:,} tokens: {n_needed:,} are needed, growing to "
+            f"{want:,} needs about {human_bytes(extra)} more memory, and {human_bytes(ram)} "
+            "is free now. Close other programs, leave older turns out, or reload with a "
+            "smaller KV cache type."
         )
 
     def kv_bytes(self, n_ctx: int) -> int:
