@@ -4,6 +4,7 @@
     hearth MODEL.gguf           open the window with that model's card
     hearth inspect FILE         what a GGUF file is, and whether it is usable
     hearth estimate FILE ...    what loading it costs in memory, and what fits
+    hearth bench FILE ...       KV cache types x flash attention measured here; a recommendation
 
 The subcommands use the same engine code as the window and never import Qt.
 """
@@ -29,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "app.cli_serve",
         "serve the library's models over an OpenAI- and Ollama-compatible API",
     ),
+    "bench": ("app.cli_bench", "measure KV cache types x flash attention here, and recommend"),
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import signal
 import sys
@@ -133,20 +134,24 @@ class _Runner:
             self.loading = None
         if self.tty:
             print(file=sys.stderr)
+        applied = event.applied
+        differences = applied.differences(event.settings) if applied else []
         self.report["load"] = {
             "n_ctx": event.n_ctx,
             "n_ctx_max": event.context_max,
             "seconds": round(event.load_seconds, 3),
             "settings": settings.to_dict(event.settings),
+            # What llama.cpp really used (flash attention "auto" resolved), and where it
+            # differs from what was asked.
+            "applied": dataclasses.asdict(applied) if applied else None,
+            "differences": differences,
         }
-        print(
-            f"Loaded {event.description} in {event.load_seconds:.2f} s: n_ctx {event.n_ctx}"
-            + (f" (grows up to {event.n_ctx_max})" if event.n_ctx_max > event.n_ctx else "")
-            + ", "
-            f"KV {event.settings.type_k}/{event.settings.type_v}"
-            + (", flash attention" if event.settings.flash_attn else ""),
-            file=sys.stderr,
-        )
+        ran = applied.summary() if applied else event.settings.summary()
+        if event.n_ctx_max > event.n_ctx:
+            ran += f" · grows up to {event.n_ctx_max:,}"
+        print(f"Loaded {event.description} in {event.load_seconds:.2f} s: {ran}", file=sys.stderr)
+        for line in differences:
+            print(f"note: {line}", file=sys.stderr)
         if self.cancelled.is_set():  # Ctrl+C came as the load finished
             return self._end(Finished("", "cancelled"))
         if self.args.chat:

@@ -47,6 +47,10 @@ def _convert(name: str, value: Any) -> Any:
         return value or physical_cores()
     if name == "n_threads_batch":
         return value or os.cpu_count() or 1
+    if name == "flash_attn":
+        # Llama() takes a bool; "auto" (None) reaches llama.cpp through the worker, which
+        # sets flash_attn_type on the context params (worker._construct).
+        return bool(value)
     return value
 
 

@@ -14,6 +14,12 @@ The estimate has four parts on each device (system RAM and each GPU):
   output (logits n_vocab x n_ubatch in f32). Calibrated against the sizes llama.cpp logs
   (tests/engine/test_memory.py holds it within 25%, the KV cache within 1%);
 * a fixed overhead: the worker process itself, or a GPU's runtime context.
+
+Headroom: every "does it fit" question (fit, largest_context, max_gpu_layers, the Tune
+recommendation, the host's admission) takes a safety margin, the fraction of each device's
+free memory kept back for what the estimate cannot see (other programs growing, driver
+allocations, fragmentation). The user's preference holds it (app.engine.preferences,
+default 10 %); 0 asks "does it fit exactly".
 """
 
 from __future__ import annotations
@@ -185,7 +191,7 @@ def estimate(info: GGUFInfo, settings: LoadSettings, gpu_free: list[int] | None 
         gpu_weights[-1] += info.output_bytes
 
     kv_k, kv_v = kv_cache_bytes(info, s.n_ctx, s.type_k, s.type_v, s.swa_full, s.n_ubatch)
-    compute = compute_buffer_bytes(info, s.n_ctx, s.n_ubatch, s.flash_attn)
+    compute = compute_buffer_bytes(info, s.n_ctx, s.n_ubatch, s.flash_attn_expected)
     host_weights = info.tensor_bytes - sum(gpu_weights)
     host_kv = kv_k + kv_v - sum(gpu_kv)
     output_buffer = info.vocab_size * 4
@@ -231,14 +237,25 @@ def _split_layers(n_layers: int, gpu_free: list[int]) -> list[int]:
     return owner
 
 
-def fits_devices(est: Estimate, ram_available: int, gpu_free: list[int]) -> bool:
-    """True when every device's share is within what it has free."""
-    if est.host.total > ram_available:
+def usable(free: int, headroom: float = 0.0) -> int:
+    """The part of `free` bytes a model may take when `headroom` (0..1) is kept back."""
+    return int(free * (1.0 - min(max(headroom, 0.0), 0.95)))
+
+
+def fits_devices(
+    est: Estimate, ram_available: int, gpu_free: list[int], headroom: float = 0.0
+) -> bool:
+    """True when every device's share is within what it has free, less the headroom."""
+    if est.host.total > usable(ram_available, headroom):
         return False
-    return all(d.total <= free for d, free in zip(est.gpus, gpu_free, strict=False))
+    return all(
+        d.total <= usable(free, headroom) for d, free in zip(est.gpus, gpu_free, strict=False)
+    )
 
 
-def max_gpu_layers(info: GGUFInfo, settings: LoadSettings, gpu_free: list[int]) -> int:
+def max_gpu_layers(
+    info: GGUFInfo, settings: LoadSettings, gpu_free: list[int], headroom: float = 0.0
+) -> int:
     """The most layers (0 .. n_layers + 1) whose weights, KV and compute fit the GPUs."""
     if not gpu_free:
         return 0
@@ -247,7 +264,7 @@ def max_gpu_layers(info: GGUFInfo, settings: LoadSettings, gpu_free: list[int]) 
     while lo <= hi:  # VRAM use grows with the layer count: bisect
         mid = (lo + hi) // 2
         est = estimate(info, dataclasses.replace(settings, n_gpu_layers=mid), gpu_free)
-        if all(d.total <= f for d, f in zip(est.gpus, gpu_free, strict=False)):
+        if all(d.total <= usable(f, headroom) for d, f in zip(est.gpus, gpu_free, strict=False)):
             best, lo = mid, mid + 1
         else:
             hi = mid - 1
@@ -260,13 +277,15 @@ def largest_context(
     ram_available: int,
     gpu_free: list[int] | None = None,
     limit: int = MAX_CTX,
+    headroom: float = 0.0,
 ) -> int:
-    """The largest n_ctx (a multiple of 256) that fits with these KV types; 0 if none does."""
+    """The largest n_ctx (a multiple of 256) that fits with these KV types, keeping
+    `headroom` of each device free; 0 if none does."""
     gpu_free = list(gpu_free or [])
 
     def ok(n_ctx: int) -> bool:
         est = estimate(info, dataclasses.replace(settings, n_ctx=n_ctx), gpu_free)
-        return fits_devices(est, ram_available, gpu_free)
+        return fits_devices(est, ram_available, gpu_free, headroom)
 
     lo, hi = 1, limit // CTX_ALIGN
     if not ok(CTX_ALIGN):
@@ -286,12 +305,14 @@ def fit(
     ram_available: int,
     ram_total: int | None = None,
     gpu_free: list[int] | None = None,
+    headroom: float = 0.0,
 ) -> Fit:
     """Does it fit now? A verdict with a sentence that says why, and what would fit.
 
     Judged on the most the context may grow to; when it grows, the sentence also says what
-    the start costs."""
-    result = _fit(info, settings, ram_available, ram_total, gpu_free)
+    the start costs. With `headroom`, that fraction of each device's free memory is kept
+    back: the figures in the sentences are what remains usable."""
+    result = _fit(info, settings, ram_available, ram_total, gpu_free, headroom)
     if not settings.grows:
         return result
     s, now = settings.normalized(), estimate_now(info, settings, list(gpu_free or []))
@@ -308,12 +329,16 @@ def _fit(
     ram_available: int,
     ram_total: int | None,
     gpu_free: list[int] | None,
+    headroom: float = 0.0,
 ) -> Fit:
     gpu_free = list(gpu_free or [])
     est = estimate(info, settings, gpu_free)
-    best_ngl = max_gpu_layers(info, settings, gpu_free)
-    gpu_ok = all(d.total <= f for d, f in zip(est.gpus, gpu_free, strict=False))
+    best_ngl = max_gpu_layers(info, settings, gpu_free, headroom)
+    gpu_ok = all(d.total <= usable(f, headroom) for d, f in zip(est.gpus, gpu_free, strict=False))
     host_need = est.host.total
+    ram_available = usable(ram_available, headroom)
+    gpu_free = [usable(f, headroom) for f in gpu_free]
+    free = f"free after the {headroom:.0%} headroom" if headroom > 0 else "free"
     if gpu_free and not gpu_ok:
         partial = estimate(info, dataclasses.replace(settings, n_gpu_layers=best_ngl), gpu_free)
         if partial.host.total <= ram_available and best_ngl == 0:
@@ -340,14 +365,14 @@ def _fit(
             f"{human_bytes(sum(g.total for g in est.gpus))} of VRAM and "
             f"{human_bytes(host_need)} of RAM"
             if est.n_gpu_layers
-            else f"{human_bytes(host_need)} of RAM ({human_bytes(ram_available)} free)"
+            else f"{human_bytes(host_need)} of RAM ({human_bytes(ram_available)} {free})"
         )
         return Fit("fits", f"Fits: needs {where}.", best_ngl, est)
     if ram_total is not None and host_need <= ram_total:
         return Fit(
             "tight",
             f"Needs {human_bytes(host_need)} of RAM but only {human_bytes(ram_available)} is "
-            f"free now ({human_bytes(ram_total)} in all): close other programs, or choose a "
+            f"{free} now ({human_bytes(ram_total)} in all): close other programs, or choose a "
             "smaller context or KV cache type.",
             best_ngl,
             est,
@@ -361,7 +386,7 @@ def _fit(
     return Fit(
         "no",
         f"Will not fit: needs {human_bytes(host_need)} of RAM, "
-        f"{human_bytes(ram_available)} is free"
+        f"{human_bytes(ram_available)} is {free}"
         + (f" ({human_bytes(ram_total)} in all)." if ram_total else ".")
         + hint,
         best_ngl,
@@ -385,6 +410,7 @@ def kv_table(
     ram_available: int,
     gpu_free: list[int] | None = None,
     kv_types: tuple[str, ...] = ("f16", "q8_0", "q4_0"),
+    headroom: float = 0.0,
 ) -> list[KVRow]:
     """KV size at settings.n_ctx and the largest fitting context for each KV type (K = V),
     up to the model's trained context.
@@ -392,11 +418,12 @@ def kv_table(
     Quantized types are shown with flash attention on, which llama.cpp needs for them."""
     rows = []
     for t in kv_types:
-        fa = settings.flash_attn or t not in ("f16", "f32", "bf16")
+        fa = settings.flash_attn_expected or t not in ("f16", "f32", "bf16")
         s = dataclasses.replace(settings, type_k=t, type_v=t, flash_attn=fa)
         k, v = kv_cache_bytes(info, s.n_ctx, t, t, s.swa_full, s.n_ubatch)
         limit = info.n_ctx_train or MAX_CTX  # beyond it needs RoPE scaling: not "fits"
-        rows.append(KVRow(t, fa, k + v, largest_context(info, s, ram_available, gpu_free, limit)))
+        largest = largest_context(info, s, ram_available, gpu_free, limit, headroom)
+        rows.append(KVRow(t, fa, k + v, largest))
     return rows
 
 

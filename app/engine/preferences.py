@@ -31,7 +31,7 @@ class Pref:
     label: str
     description: str
     group: str
-    choices: dict[str, str] | None = None  # value -> what the user reads
+    choices: dict[Any, str] | None = None  # value -> what the user reads
     kind: str = ""  # "folder": a path chosen with a folder dialog ("" means the default)
 
 
@@ -59,6 +59,19 @@ class Preferences:
         description="Where models downloaded from Hugging Face go. Empty: Hearth's own data "
         "folder. The HEARTH_MODELS_DIR environment variable, when set, wins.",
     )  # fmt: skip
+    memory_headroom_pct: int = _pref(
+        10, label="Memory headroom", group="Memory",
+        choices={0: "None", 5: "5 %", 10: "10 % (default)", 20: "20 %", 30: "30 %",
+                 40: "40 %", 50: "50 %"},
+        description="Share of free memory Hearth keeps back whenever it says what fits: the "
+        "fit verdict, the largest context, GPU layers, Tune's recommendation and which models "
+        "the host keeps loaded. 20-30 % suits a small machine that runs other programs.",
+    )  # fmt: skip
+
+    @property
+    def headroom(self) -> float:
+        """The memory headroom as a fraction: memory.py's `headroom` argument."""
+        return self.memory_headroom_pct / 100.0
 
 
 def declared() -> list[tuple[str, Pref, Any]]:
@@ -109,6 +122,11 @@ def save(prefs: Preferences, file: str | os.PathLike[str] | None = None) -> None
     with _lock:
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(target, {"version": VERSION, "values": dataclasses.asdict(prefs)})
+
+
+def saved_headroom() -> float:
+    """The memory headroom preference as a fraction (for the CLI and the model host)."""
+    return load()[0].headroom
 
 
 def saved_models_dir() -> str:

@@ -143,6 +143,7 @@ class Loaded:
     description: str  # llama.cpp's model description, e.g. "llama ?B Q8_0"
     # Dynamic context: the most n_ctx may grow to (0: it does not grow; n_ctx is all).
     n_ctx_max: int = 0
+    applied: Applied | None = None  # what llama.cpp really used (flash attention resolved)
 
     @property
     def context_max(self) -> int:
@@ -174,6 +175,40 @@ class ContextLimited:
     n_ctx: int
     needed: int
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The values llama.cpp applied, read back from its context and log after a load."""
+
+    n_ctx: int
+    type_k: str
+    type_v: str
+    flash_attn: bool  # resolved: "auto" became on or off
+    n_gpu_layers: int  # layers offloaded
+
+    def differences(self, asked: LoadSettings) -> list[str]:
+        """Where this differs from what was asked, one sentence each ("auto" resolving
+        to on or off is a resolution, not a difference, and is said as such)."""
+        s = asked.normalized()
+        out = []
+        if self.n_ctx != s.initial_ctx:  # a context that grows starts smaller, as asked
+            out.append(f"Context {self.n_ctx:,} instead of {s.initial_ctx:,}.")
+        if (self.type_k, self.type_v) != (s.type_k, s.type_v) and self.type_k:
+            out.append(f"KV cache {self.type_k}/{self.type_v} instead of {s.type_k}/{s.type_v}.")
+        if s.flash_attn is None:
+            out.append(f"Flash attention auto: {'on' if self.flash_attn else 'off'}.")
+        elif self.flash_attn != s.flash_attn:
+            out.append(
+                f"Flash attention {'on' if self.flash_attn else 'off'} instead of "
+                f"{'on' if s.flash_attn else 'off'}."
+            )
+        return out
+
+    def summary(self) -> str:
+        """'n_ctx 8,192 · KV q8_0/q8_0 · FA on'."""
+        text = f"n_ctx {self.n_ctx:,} · KV {self.type_k}/{self.type_v} · FA "
+        return text + ("on" if self.flash_attn else "off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +317,83 @@ Event = (
     | Error
     | Crashed
 )
+
+
+# --- tuning: KV cache types x flash attention (hearth bench, the window's Tune) ----------
+
+
+@dataclass(frozen=True, slots=True)
+class TuneCombo:
+    """One combination to measure."""
+
+    type_k: str
+    type_v: str
+    flash_attn: bool
+
+    @property
+    def label(self) -> str:
+        """'q8_0/q8_0 + FA' or 'f16/f16'."""
+        return f"{self.type_k}/{self.type_v}" + (" + FA" if self.flash_attn else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Tune:
+    """Measure every combination on `path`, in a worker of its own: prompt and generation
+    speed with `depth` tokens already in the cache, llama.cpp's buffer sizes, and the
+    next-token distributions over `quality_text` against f16/f16 without flash attention.
+    `settings` gives everything else (n_ctx, GPU layers, threads, batch). Combinations not
+    begun within `budget_s` seconds are reported as not measured."""
+
+    path: str
+    combos: tuple[TuneCombo, ...]
+    settings: LoadSettings
+    depth: int
+    n_prompt: int
+    n_gen: int
+    reps: int
+    quality_text: str
+    quality_tokens: int
+    budget_s: float
+    request_id: str = field(default_factory=lambda: new_request_id("tune"))
+
+
+@dataclass(frozen=True, slots=True)
+class TuneProgress:
+    """`combo`: the index in Tune.combos being measured (-1: loading, the reference)."""
+
+    request_id: str
+    combo: int
+    fraction: float  # of the whole command
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """What one combination did. `error`: llama.cpp refused it or it was not run (why)."""
+
+    combo: TuneCombo
+    pp_tps: float = 0.0
+    tg_tps: float = 0.0
+    kv_bytes: int = 0  # llama.cpp's KV buffers, from its log
+    compute_bytes: int = 0
+    total_bytes: int = 0  # model + KV + compute + output buffers
+    n_ctx: int = 0
+    mean_kl: float = 0.0  # nats, against the reference's next-token distributions
+    top1: float = 0.0  # share of positions whose likeliest token matches the reference
+    positions: int = 0
+    seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TuneMeasured:
+    request_id: str
+    combo: int
+    measurement: Measurement
+
+
+Command = Command | Tune
+Event = Event | TuneProgress | TuneMeasured
 
 
 def describe(obj: Any) -> str:

@@ -67,6 +67,12 @@ def _opt(default: Any, /, **kw: Any) -> Any:
     return field(default=default, metadata={"option": Option(**kw)})
 
 
+def declare(default: Any, /, **kw: Any) -> Any:
+    """A dataclass field declared as a setting (its `Option` in the metadata), for settings
+    classes outside this module (app.engine.preferences)."""
+    return _opt(default, **kw)
+
+
 @dataclass(frozen=True)
 class LoadSettings:
     """How llama.cpp loads a model and builds its context. Changing one means a reload."""
@@ -90,10 +96,12 @@ class LoadSettings:
         description="Precision of the attention values kept for every token. A quantized V "
         "cache needs flash attention.",
     )  # fmt: skip
-    flash_attn: bool = _opt(
+    flash_attn: bool | None = _opt(
         False, label="Flash attention", group="Context", flags=("-fa", "--flash-attn"),
+        special={None: "auto"},
         description="Compute attention without materialising the full score matrix: less "
-        "memory at long contexts, and required for a quantized V cache.",
+        "memory at long contexts, and required for a quantized V cache. Auto: llama.cpp "
+        "turns it on where the device supports it (the status bar shows what it chose).",
     )  # fmt: skip
     swa_full: bool = _opt(
         True, label="Full-size SWA cache", group="Context", flags=("--swa-full",),
@@ -196,10 +204,17 @@ class LoadSettings:
 
     def summary(self) -> str:
         """A short description for status bars and logs: 'n_ctx 8192, KV q8_0/q8_0, FA'
-        ('n_ctx 4096→32768' when the context grows)."""
-        fa = ", FA" if self.flash_attn else ""
+        ('n_ctx 4096→32768' when the context grows; 'FA auto' for llama.cpp's choice)."""
+        fa = ", FA auto" if self.flash_attn is None else ", FA" if self.flash_attn else ""
         ctx = f"{self.ctx_start}→{self.n_ctx}" if self.grows else f"{self.n_ctx}"
         return f"n_ctx {ctx}, KV {self.type_k}/{self.type_v}{fa}"
+
+    @property
+    def flash_attn_expected(self) -> bool:
+        """Flash attention as llama.cpp will most likely resolve it: "auto" turns it on
+        wherever the device runs the flash-attention kernel (CPU, CUDA, Metal), and always
+        for a quantized V cache. The estimate uses this; Loaded says what really ran."""
+        return True if self.flash_attn is None else self.flash_attn
 
 
 def _align_ctx(n_ctx: int) -> int:
@@ -295,6 +310,9 @@ def from_dict(cls: type, data: dict[str, Any]) -> tuple[Any, list[Problem]]:
         if key not in known:
             problems.append(Problem("warning", f"Unknown setting '{key}' ignored.", "unknown", key))
             continue
+        if _is_auto(known[key].metadata["option"], value):
+            kwargs[key] = None
+            continue
         try:
             kwargs[key] = _coerce(known[key].default, value)
         except (TypeError, ValueError):
@@ -303,6 +321,13 @@ def from_dict(cls: type, data: dict[str, Any]) -> tuple[Any, list[Problem]]:
                 Problem("error", f"{label}: {value!r} is not a valid value.", "type", key)
             )
     return cls(**kwargs), problems
+
+
+def _is_auto(opt: Option, value: Any) -> bool:
+    """A setting whose special values include None ("auto") takes None or that word."""
+    if None not in opt.special:
+        return False
+    return value is None or (isinstance(value, str) and value.lower() == opt.special[None])
 
 
 def to_dict(settings: Any) -> dict[str, Any]:
@@ -379,6 +404,11 @@ def _range_problems(settings: Any) -> list[Problem]:
     return problems
 
 
+def check_ranges(settings: Any) -> list[Problem]:
+    """Range and choice problems of any object of declared settings."""
+    return _range_problems(settings)
+
+
 def _fmt(x: float) -> str:
     return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
 
@@ -389,12 +419,14 @@ def validate(
     available_bytes: int | None = None,
     total_bytes: int | None = None,
     vram_bytes: list[int] | None = None,
+    headroom: float = 0.0,
 ) -> list[Problem]:
     """Every problem with these load settings (for this model, on this machine).
 
     available_bytes / total_bytes: free and total system RAM; vram_bytes: free memory per
-    GPU (the memory checks are skipped when these are None). Errors stop a load; warnings
-    say what llama.cpp will do differently from what was asked.
+    GPU (the memory checks are skipped when these are None); headroom: the fraction of free
+    memory kept back (memory.usable). Errors stop a load; warnings say what llama.cpp will
+    do differently from what was asked.
     """
     problems = _range_problems(settings)
     bad_types = {p.field for p in problems if p.code == "unknown_choice"}
@@ -403,7 +435,8 @@ def validate(
         fname = "type_" + which.lower()
         if fname in bad_types:
             continue
-        if which == "V" and name in QUANTIZED_KV_TYPES and not settings.flash_attn:
+        # "auto" turns flash attention on for a quantized V cache; only "off" refuses it.
+        if which == "V" and name in QUANTIZED_KV_TYPES and settings.flash_attn is False:
             problems.append(Problem(
                 "error",
                 f"A quantized V cache ({name}) needs flash attention: turn flash attention "
@@ -453,7 +486,9 @@ def validate(
     if info is not None:
         problems += _model_problems(settings, info)
         if available_bytes is not None and not any(p.is_error for p in problems):
-            problems += _memory_problems(settings, info, available_bytes, total_bytes, vram_bytes)
+            problems += _memory_problems(
+                settings, info, available_bytes, total_bytes, vram_bytes, headroom
+            )
     return problems
 
 
@@ -493,25 +528,27 @@ def _memory_problems(
     available: int,
     total: int | None,
     vram: list[int] | None,
+    headroom: float = 0.0,
 ) -> list[Problem]:
     from app.engine import memory
     from app.engine.gguf_info import human_bytes
 
     est = memory.estimate(info, settings, gpu_free=vram or [])
     need = est.host_bytes
-    if need <= available:
+    if need <= memory.usable(available, headroom):
         return []
-    best = memory.largest_context(info, settings, available, gpu_free=vram or [])
+    best = memory.largest_context(info, settings, available, gpu_free=vram or [], headroom=headroom)
     hint = (
         f" The largest context that fits with {settings.type_k}/{settings.type_v} KV is {best:,}."
         if best
         else " Even the smallest context does not fit: the weights alone are too big."
     )
     too_big = total is not None and need > total
+    kept = f" and {headroom:.0%} of it is kept as headroom" if headroom > 0 else ""
     return [Problem(
         "error" if too_big else "warning",
         f"Loading with context {settings.normalized().n_ctx:,} needs about "
-        f"{human_bytes(need)} of RAM, but {human_bytes(available)} is free"
+        f"{human_bytes(need)} of RAM, but {human_bytes(available)} is free{kept}"
         + (f" ({human_bytes(total)} in all)" if too_big and total else "")
         + "." + hint,
         "memory", "n_ctx",
@@ -542,7 +579,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str, prefix
         if opt.special:
             help_ += " " + ", ".join(f"{k}: {v}" for k, v in opt.special.items())
         help_ += f" [default: {default!r}]"
-        if isinstance(default, bool):
+        if isinstance(default, bool) and None in opt.special:
+            _add_tristate(group, flags, dest, opt.special[None], help_)
+        elif isinstance(default, bool):
             group.add_argument(
                 *flags, dest=dest, default=None, action=argparse.BooleanOptionalAction, help=help_
             )
@@ -561,14 +600,30 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str, prefix
             )
 
 
+def _add_tristate(group, flags: list[str], dest: str, auto: str, help_: str) -> None:
+    """`-fa` (on), `-fa on|off|auto` as llama.cpp spells it, and `--no-flash-attn` (off).
+    The flag stores the word; from_args() turns it into True, False or None."""
+    group.add_argument(
+        *flags, dest=dest, default=None, nargs="?", const="on", choices=("on", "off", auto),
+        type=str.lower, help=help_ + f" (on, off or {auto}; alone: on)",
+    )  # fmt: skip
+    negative = next(f for f in flags if f.startswith("--")).replace("--", "--no-", 1)
+    group.add_argument(
+        negative, dest=dest, action="store_const", const="off", help=argparse.SUPPRESS
+    )
+
+
 def from_args(cls: type, args: argparse.Namespace, base: Any = None, prefix: str = "") -> Any:
     """Settings from parsed CLI flags: flags given override `base` (or the defaults)."""
     base = base if base is not None else cls()
-    changes = {
-        name: getattr(args, prefix + name)
-        for name, _, _ in options(cls)
-        if getattr(args, prefix + name, None) is not None
-    }
+    changes = {}
+    for name, _, opt in options(cls):
+        value = getattr(args, prefix + name, None)
+        if value is None:
+            continue
+        if None in opt.special and isinstance(value, str):  # a tri-state flag's word
+            value = None if value == opt.special[None] else value == "on"
+        changes[name] = value
     if "stop" in changes:
         changes["stop"] = tuple(changes["stop"])
     return dataclasses.replace(base, **changes)

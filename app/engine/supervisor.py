@@ -47,6 +47,7 @@ from app.engine.protocol import (
     Ready,
     Shutdown,
     TokenCount,
+    Tune,
     Unload,
     Unloaded,
 )
@@ -314,6 +315,8 @@ class Supervisor:
             )
         elif isinstance(cmd, Unload):
             self._running[cmd.request_id] = "unloading the model"
+        elif isinstance(cmd, Tune):
+            self._running[cmd.request_id] = f"tuning {name} (KV cache types x flash attention)"
 
     def _observe(self, event: Any) -> None:
         if isinstance(event, Ready):

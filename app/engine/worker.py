@@ -37,6 +37,7 @@ from typing import Any
 
 from app.engine import devices, gguf_info, hardware
 from app.engine import settings as settings_mod
+from app.engine.applied import read_applied
 from app.engine.context_growth import ContextGrowth, PerfCarry
 from app.engine.llama_args import llama_kwargs
 from app.engine.protocol import (
@@ -56,6 +57,7 @@ from app.engine.protocol import (
     Timings,
     Token,
     TokenCount,
+    Tune,
     Unload,
     Unloaded,
 )
@@ -252,6 +254,10 @@ class Worker:
                 self._generate(cmd)
             elif isinstance(cmd, CountTokens):
                 self._count_tokens(cmd)
+            elif isinstance(cmd, Tune):
+                from app.engine import tune_worker
+
+                tune_worker.run(self, cmd)
             else:
                 self.send(Error(f"Unknown command {type(cmd).__name__}", rid))
         except Exception as e:  # a bug here must not take the worker down
@@ -316,6 +322,7 @@ class Worker:
         self._detokenize = _IncrementalDetokenize(llm)
         self._formatter = self._chat_formatter(llm)
         lines = list(self.logs.lines_since_mark)
+        offloaded = _offloaded_layers(lines)
         if s.grows:
             self._growth = self._make_growth(cmd, s)
         self.loaded = Loaded(
@@ -325,12 +332,13 @@ class Worker:
             n_ctx=llm.n_ctx(),
             n_ctx_train=llm._model.n_ctx_train(),
             n_vocab=llm.n_vocab(),
-            n_gpu_layers=_offloaded_layers(lines),
+            n_gpu_layers=offloaded,
             buffers=parse_buffer_sizes(lines),
             load_seconds=time.perf_counter() - started,
             has_chat_template=self._formatter is not None,  # a template jinja can render
             description=_model_desc(self.lc, llm),
             n_ctx_max=self._growth.n_ctx_max if self._growth else 0,
+            applied=read_applied(lines, s, llm.n_ctx(), offloaded),
         )
         self.send(self.loaded)
 
@@ -370,10 +378,21 @@ class Worker:
         # for an abort; our log callback already captures llama.cpp's log.
         kwargs = dict(llama_kwargs(s), verbose=True)
         lowlevel.llama_model_default_params = params_with_progress
+        # Llama() only takes flash_attn as a bool; "auto" is set on the context params
+        # on their way into llama_init_from_model, as the progress callback is above.
+        init_from_model = lowlevel.llama_init_from_model
+
+        def init_with_auto_fa(model, params):
+            params.flash_attn_type = lowlevel.LLAMA_FLASH_ATTN_TYPE_AUTO
+            return init_from_model(model, params)
+
+        if s.flash_attn is None:
+            lowlevel.llama_init_from_model = init_with_auto_fa
         try:
             return lc.Llama(model_path=cmd.path, **kwargs)
         finally:
             lowlevel.llama_model_default_params = original
+            lowlevel.llama_init_from_model = init_from_model
 
     def _load_error(self, cmd: Load, exc: Exception) -> tuple[str, tuple[str, ...]]:
         """Turn llama-cpp-python's 'Failed to create llama_context' into the real reason."""

@@ -364,7 +364,7 @@ def test_from_dict_unknown_keys_are_reported():
         ("n_ctx", math.inf),
         ("flash_attn", "maybe"),
         ("flash_attn", 2),
-        ("flash_attn", None),
+        ("flash_attn", "sometimes"),
         ("type_k", 8),
         ("type_k", None),
         ("rope_freq_base", "fast"),
@@ -387,6 +387,8 @@ def test_from_dict_wrong_types_keep_the_default(key, value):
         ("flash_attn", "on", True),
         ("flash_attn", "false", False),
         ("flash_attn", 1, True),
+        ("flash_attn", None, None),  # auto, as a preset stores it
+        ("flash_attn", "auto", None),
         ("rope_freq_base", 500000, 500000.0),
     ],
 )
@@ -449,6 +451,28 @@ def test_cli_unset_flags_keep_the_base():
     assert settings.from_args(LoadSettings, args, base) == dataclasses.replace(base, type_k="q4_0")
     args = _parser().parse_args(["--no-flash-attn"])
     assert settings.from_args(LoadSettings, args, base).flash_attn is False
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [(["-fa"], True), (["-fa", "on"], True), (["-fa", "off"], False), (["-fa", "auto"], None),
+     (["--flash-attn", "AUTO"], None), (["--no-flash-attn"], False), ([], False)],
+)  # fmt: skip
+def test_cli_flash_attn_takes_llama_cpp_words(argv, expected):
+    args = _parser().parse_args([*argv, "-c", "2048"])
+    assert settings.from_args(LoadSettings, args).flash_attn is expected
+
+
+def test_cli_flash_attn_refuses_other_words():
+    with pytest.raises(argparse.ArgumentError, match="invalid choice"):
+        _parser().parse_args(["-fa", "maybe"])
+
+
+def test_auto_flash_attn_allows_a_quantized_v_cache_and_is_expected_on(info):
+    s = LoadSettings(type_k="q8_0", type_v="q8_0", flash_attn=None)
+    assert validate(s, info) == []  # llama.cpp turns it on for a quantized V cache
+    assert s.flash_attn_expected is True and s.summary().endswith("FA auto")
+    assert LoadSettings(flash_attn=False).flash_attn_expected is False
 
 
 @pytest.mark.parametrize(
