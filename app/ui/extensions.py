@@ -20,6 +20,7 @@ INSTALLERS: list[str] = [
     "app.ui.browser:install",
     "app.ui.preferences:install",
     "app.ui.logs:install",
+    "app.ui.tune:install",
 ]
 
 

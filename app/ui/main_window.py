@@ -538,14 +538,19 @@ class MainWindow(QMainWindow):
             text = f"Loading {os.path.basename(e.loading.path) if e.loading else ''}…"
         elif state in (EngineState.READY, EngineState.GENERATING) and e.loaded_model is not None:
             m = e.loaded_model
-            s = m.settings
+            s = m.applied or m.settings  # what llama.cpp used: flash attention "auto" resolved
             text = (
                 f"{'Generating' if state == EngineState.GENERATING else 'Ready'}: "
                 f"{os.path.basename(m.path)} · n_ctx {m.n_ctx:,}"
                 + (f" (grows to {m.n_ctx_max:,})" if m.n_ctx_max > m.n_ctx else "")
                 + f" · KV {s.type_k}/{s.type_v}"
-                + (" · FA" if s.flash_attn else "")
+                + (" · FA" if s.flash_attn else " · no FA")
+                + (" (auto)" if m.settings.flash_attn is None else "")
                 + (f" · {m.n_gpu_layers} layers on GPU" if m.n_gpu_layers else "")
+            )
+            differences = m.applied.differences(m.settings) if m.applied else []
+            self.state_label.setToolTip(
+                "llama.cpp applied: " + " ".join(differences) if differences else ""
             )
         self.state_label.setText(text or state)
         self.state_label.setProperty("state", state)

@@ -31,6 +31,8 @@ class ModelCard(QScrollArea):
     """Shows one model's metadata, problems and fit verdict."""
 
     load_clicked = Signal()
+    tune_clicked = Signal()  # measure KV cache types x flash attention (app.ui.tune)
+    tune_apply_clicked = Signal()  # apply the cached recommendation shown in the card
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -78,8 +80,28 @@ class ModelCard(QScrollArea):
         self.load_button.setToolTip("Load this model with the settings on the right (Ctrl+L)")
         self.load_button.clicked.connect(self.load_clicked)
         buttons.addWidget(self.load_button)
+        self.tune_button = QPushButton("Tune…")
+        self.tune_button.setObjectName("tuneButton")
+        self.tune_button.setToolTip(
+            "Measure KV cache types and flash attention on this machine, and recommend"
+        )
+        self.tune_button.clicked.connect(self.tune_clicked)
+        buttons.addWidget(self.tune_button)
         buttons.addStretch(1)
         outer.addLayout(buttons)
+
+        tuned = QHBoxLayout()
+        self.tune_summary = QLabel()
+        self.tune_summary.setObjectName("cardTuneSummary")
+        self.tune_summary.setWordWrap(True)
+        self.tune_summary.setProperty("role", "muted")
+        self.tune_apply = QPushButton("Apply")
+        self.tune_apply.setObjectName("cardTuneApply")
+        self.tune_apply.setToolTip("Use the recommended KV cache types and flash attention")
+        self.tune_apply.clicked.connect(self.tune_apply_clicked)
+        tuned.addWidget(self.tune_summary, 1)
+        tuned.addWidget(self.tune_apply, 0, Qt.AlignmentFlag.AlignTop)
+        outer.addLayout(tuned)
 
         self.details = QFrame()
         self.details.setProperty("role", "card")
@@ -101,6 +123,8 @@ class ModelCard(QScrollArea):
         self.memory.set_estimate(None, [])
         self.memory.hide()
         self.load_button.hide()
+        self.tune_button.hide()
+        self.set_tune_summary("", False)
         self.details.hide()
 
     def show_inspection(self, inspection: Inspection) -> None:
@@ -134,6 +158,8 @@ class ModelCard(QScrollArea):
             self.form.addRow(label, field)
         self.details.show()
         self.load_button.setVisible(inspection.usable)
+        self.tune_button.setVisible(inspection.usable)
+        self.set_tune_summary("", False)  # the cached result, if any, comes from app.ui.tune
         self.memory.show()
         self.verdict.show()
 
@@ -148,6 +174,12 @@ class ModelCard(QScrollArea):
         self.verdict.setProperty("verdict", fit.verdict)
         self.verdict.show()
         self.memory.set_estimate(fit.estimate, free)
+
+    def set_tune_summary(self, text: str, can_apply: bool) -> None:
+        """What the last Tune of this model found here ("" hides it)."""
+        self.tune_summary.setText(text)
+        self.tune_summary.setVisible(bool(text))
+        self.tune_apply.setVisible(bool(text) and can_apply)
 
     @property
     def verdict_text(self) -> str:

@@ -117,6 +117,12 @@ def install(window) -> None:
     """Edit → Preferences…, Help → About Hearth, the theme, and the last model at start."""
     model = preferences_model()
     model.changed.connect(_apply_theme)
+    # Every "fits" answer of the settings panel (and the card) keeps the memory headroom back.
+    panel = window.settings_panel
+    panel.set_headroom(model.get("memory_headroom_pct"))
+    model.changed.connect(
+        lambda name, value: panel.set_headroom(value) if name == "memory_headroom_pct" else None
+    )
     model.save_failed.connect(lambda text: window.notice.show_message("banner-error", text))
     window.preferences = model
     window.engine_info = None  # the last Ready: llama.cpp's system info, for About

@@ -116,6 +116,29 @@ class _BoolEditor(FieldEditor):
         self.box.setChecked(bool(value))
 
 
+class _TriStateEditor(FieldEditor):
+    """A bool setting that may also be left to llama.cpp (None: "auto")."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.combo = QComboBox()
+        for text, value in (
+            ("Off", False),
+            ("On", True),
+            (self.option.special[None].capitalize(), None),
+        ):
+            self.combo.addItem(text, value)
+        self.combo.setToolTip(self.option.description)
+        self.combo.currentIndexChanged.connect(self.changed)
+        self._row.addWidget(self.combo, 1)
+
+    def value(self) -> bool | None:
+        return self.combo.currentData()
+
+    def set_value(self, value: Any) -> None:
+        self.combo.setCurrentIndex(2 if value is None else int(bool(value)))
+
+
 class _ChoiceEditor(FieldEditor):
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
@@ -335,6 +358,8 @@ def make_editor(name: str, default: Any, option: Option) -> FieldEditor:
     """The editor a setting's declaration calls for."""
     if name == "n_ctx":
         return ContextEditor(name, default, option)
+    if isinstance(default, bool) and None in option.special:
+        return _TriStateEditor(name, default, option)
     if isinstance(default, bool):
         return _BoolEditor(name, default, option)
     if option.choices is not None:

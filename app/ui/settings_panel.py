@@ -85,6 +85,9 @@ class SettingsPanel(QWidget):
         self.model_path: str | None = None
         self.problems: list[Problem] = []
         self.fit: memory.Fit | None = None
+        # The memory headroom preference (Edit → Preferences), as a fraction: every "fits"
+        # answer here keeps it back. The window keeps it up to date (set_headroom).
+        self.headroom = 0.10
         self._quiet = False
         self.editors: dict[str, FieldEditor] = {}
 
@@ -203,6 +206,16 @@ class SettingsPanel(QWidget):
             self._quiet = False
         self.refresh()
 
+    def apply_changes(self, **values: Any) -> None:
+        """Set some load settings as if the user had (Tune's Apply): one settings_edited."""
+        self._quiet = True
+        try:
+            for name, value in values.items():
+                self.editors[name].set_value(value)
+        finally:
+            self._quiet = False
+        self._on_edited()
+
     # --- model and machine ----------------------------------------------------------
 
     def set_model(self, info: GGUFInfo | None, path: str | None) -> None:
@@ -218,6 +231,11 @@ class SettingsPanel(QWidget):
     def set_machine(self, machine: MachineMemory) -> None:
         self.machine = machine
         self._recompute.start()
+
+    def set_headroom(self, pct: int) -> None:
+        """The memory headroom preference changed (percent): judge what fits again."""
+        self.headroom = pct / 100
+        self.refresh()
 
     def set_loaded(self, path: str | None, loaded: LoadSettings | None) -> None:
         """What the engine has loaded now (None: nothing)."""
@@ -246,8 +264,9 @@ class SettingsPanel(QWidget):
         load = self.load_settings()
         m = self.machine
         self.problems = settings.validate(
-            load, self.info, m.ram_available or None, m.ram_total or None, m.gpu_free
-        )
+            load, self.info, m.ram_available or None, m.ram_total or None, m.gpu_free,
+            headroom=self.headroom,
+        )  # fmt: skip
         self.problems += settings.validate_sampling(self.sampling_settings())
         self._show_problems()
         self.fit = None
@@ -257,13 +276,16 @@ class SettingsPanel(QWidget):
             p.is_error and p.field != "n_ctx" for p in self.problems
         ):
             try:
-                self.fit = memory.fit(self.info, load, m.ram_available, m.ram_total, m.gpu_free)
+                self.fit = memory.fit(
+                    self.info, load, m.ram_available, m.ram_total, m.gpu_free, self.headroom
+                )
                 largest = memory.largest_context(
                     self.info,
                     load,
                     m.ram_available,
                     m.gpu_free,
                     limit=max(self.info.n_ctx_train, 4096) * 4,
+                    headroom=self.headroom,
                 )
             except (ValueError, ZeroDivisionError):  # a model too odd to estimate
                 self.fit, largest = None, 0
@@ -320,7 +342,7 @@ class SettingsPanel(QWidget):
             )
         if problem.code == "memory" and self.info is not None:
             largest = memory.largest_context(self.info, self.load_settings(), self.machine.ram_available,
-                                             self.machine.gpu_free)  # fmt: skip
+                                             self.machine.gpu_free, headroom=self.headroom)  # fmt: skip
             if largest:
                 return (f"Use {largest:,}", lambda: self.editors["n_ctx"].set_value(largest))
         return None

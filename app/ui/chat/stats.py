@@ -114,7 +114,7 @@ def details(message: Message) -> str:
     if load:
         lines.append(
             f"Context {model.get('n_ctx', load.get('n_ctx')):,} · KV {load.get('type_k')}/"
-            f"{load.get('type_v')} · flash attention {'on' if load.get('flash_attn') else 'off'}"
+            f"{load.get('type_v')} · flash attention {_fa_word(load.get('flash_attn'))}"
             f" · GPU layers {model.get('n_gpu_layers', load.get('n_gpu_layers'))}"
             f" · batch {load.get('n_batch')}"
         )
@@ -138,3 +138,7 @@ def details(message: Message) -> str:
             f"{STOP_REASONS.get(s.get('stop_reason'), s.get('stop_reason'))}"
         )
     return "\n".join(lines)
+
+
+def _fa_word(value) -> str:
+    return "auto" if value is None else "on" if value else "off"

@@ -18,7 +18,7 @@ _SAMPLING_SHOWN = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "
 
 def loaded_label(loaded: Loaded) -> str:
     """'loaded q8_0/q8_0 FA n_ctx 8192' (+ ' ngl 33' when layers are on a GPU)."""
-    s = loaded.settings
+    s = loaded.applied or loaded.settings  # what llama.cpp used ("auto" resolved)
     parts = ["loaded", f"{s.type_k}/{s.type_v}"]
     if s.flash_attn:
         parts.append("FA")
