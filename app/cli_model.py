@@ -68,6 +68,10 @@ def configure_estimate(parser: argparse.ArgumentParser) -> None:
         "--vram-free", type=lambda s: [_size(x) for x in s.split(",")], default=None,
         metavar="SIZE[,SIZE]", help="pretend these GPUs with this much free memory",
     )  # fmt: skip
+    parser.add_argument(
+        "--headroom", type=int, default=None, metavar="PCT",
+        help="share of free memory kept back by the verdict (default: the preference, 10)",
+    )  # fmt: skip
     settings.add_arguments(parser, settings.LoadSettings, "load settings")
 
 
@@ -100,18 +104,18 @@ def run_estimate(args: argparse.Namespace) -> int:
         args.vram_free if args.vram_free is not None else [g.free for g in hardware.offload_gpus()]
     )
 
+    from app.engine import preferences
+
+    headroom = args.headroom / 100 if args.headroom is not None else preferences.load().headroom
     problems = list(result.problems) + settings.validate(load, info)
     bad_settings = any(p.is_error for p in problems if p.field)
     est = memory.estimate(info, load, gpu_free)
-    verdict = memory.fit(info, load, available, total, gpu_free)
-    table = memory.kv_table(info, load, available, gpu_free)
+    verdict = memory.fit(info, load, available, total, gpu_free, headroom)
+    table = memory.kv_table(info, load, available, gpu_free, headroom=headroom)
 
     if args.json:
-        print(
-            json.dumps(
-                _estimate_json(info, est, verdict, table, problems, available, gpu_free), indent=2
-            )
-        )
+        out = _estimate_json(info, est, verdict, table, problems, available, gpu_free)
+        print(json.dumps({**out, "headroom": headroom}, indent=2))
     else:
         print(format_estimate(info, est, verdict, table, available, gpu_free))
         print_problems(problems)

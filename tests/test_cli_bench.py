@@ -63,3 +63,19 @@ def test_run_json_reports_what_llama_cpp_applied(random_model):
     assert load["differences"] == ["Flash attention auto: on."]
     assert "n_ctx 512 · KV f16/f16 · FA on" in p.stderr
     assert "note: Flash attention auto: on." in p.stderr
+
+
+def test_estimate_keeps_the_headroom_back(bigram_model):
+    from app.engine import gguf_info, memory
+    from app.engine.settings import LoadSettings
+
+    need = memory.estimate(gguf_info.read_info(bigram_model), LoadSettings(n_ctx=2048)).host_bytes
+    free = str(int(need * 1.2))
+    p = hearth("estimate", bigram_model, "-c", "2048", "--ram-free", free, "--headroom", "0",
+               "--json")  # fmt: skip
+    assert p.returncode == 0 and json.loads(p.stdout)["verdict"] == "fits"
+    p = hearth("estimate", bigram_model, "-c", "2048", "--ram-free", free, "--headroom", "50",
+               "--json")  # fmt: skip
+    out = json.loads(p.stdout)
+    assert p.returncode == 1 and out["verdict"] in ("tight", "no") and out["headroom"] == 0.5
+    assert "after the 50% headroom" in out["message"]

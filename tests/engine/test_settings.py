@@ -578,3 +578,9 @@ def test_block_size_rule_is_llama_cpp_s(head48):
         res = r[f"{k}/f16/False"]
         assert res["ok"] and res["text"] != text  # loads, but computes garbage
     assert r["f16/f16/False"]["text"] == r["bf16/f32/True"]["text"] == text
+
+
+def test_auto_flash_attention_survives_a_preset_round_trip():
+    s = LoadSettings(type_v="q8_0", flash_attn=None)
+    back, problems = from_dict(LoadSettings, settings.to_dict(s))
+    assert problems == [] and back == s and back.flash_attn is None
