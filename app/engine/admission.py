@@ -57,8 +57,10 @@ def admit(
     free: MachineMemory,
     residents: Sequence[Resident],
     max_loaded: int | None = None,
+    headroom: float = 0.0,
 ) -> Admission:
-    """Which idle models to unload (least recently used first) so `name` fits, or Refused."""
+    """Which idle models to unload (least recently used first) so `name` fits, or Refused.
+    `headroom`: the share of free memory kept back (the user's preference)."""
     gpu_free = list(free.gpu_free)
     est = memory.estimate(info, settings, gpu_free)
     idle = sorted((r for r in residents if r.idle), key=lambda r: r.last_used)
@@ -67,10 +69,13 @@ def admit(
     def fits(victims: Sequence[Resident]) -> bool:
         ram = free.available + sum(r.host_bytes for r in victims)
         gpus = [f + sum(_at(r.gpu_bytes, i) for r in victims) for i, f in enumerate(gpu_free)]
-        return memory.fits_devices(est, ram, gpus)
+        return memory.fits_devices(est, ram, gpus, headroom)
 
     if not fits(idle):
-        raise Refused(_refusal(name, est, free, idle, busy))
+        refusal = _refusal(name, est, free, idle, busy)
+        if headroom > 0:
+            refusal += f" ({headroom:.0%} of the free memory is kept back as headroom.)"
+        raise Refused(refusal)
     if max_loaded is not None and len(busy) >= max_loaded:
         raise Refused(
             f"{name} cannot be loaded: {len(busy)} model(s) are in use "

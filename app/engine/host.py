@@ -132,12 +132,15 @@ class ModelHost:
         default_keep_alive: float = DEFAULT_KEEP_ALIVE_S,
         in_process: bool = False,
         start_timeout: float = 60.0,
+        headroom: float | None = None,
     ):
         """presets: where remembered settings come from (default: presets.json);
         read_memory: what is free now (default: the machine's RAM and offload GPUs);
         ram_budget: the most RAM all models together may use (None: what is free);
         max_loaded: the most models loaded at once (None: as many as fit);
-        in_process: workers on threads of this process (tests, --engine-in-process)."""
+        in_process: workers on threads of this process (tests, --engine-in-process);
+        headroom: the share of free memory admission keeps back (None: the preference,
+        or 0 under an explicit ram_budget, which is a margin already)."""
         self._presets = presets
         self._read_memory = read_memory or _machine_memory
         self.ram_budget = ram_budget
@@ -145,6 +148,7 @@ class ModelHost:
         self.default_keep_alive = default_keep_alive
         self.in_process = in_process
         self.start_timeout = start_timeout
+        self.headroom = headroom
         self._slots: dict[str, _Slot] = {}
         self._subscribers: list[Callable[[Any], None]] = []
         self._lock: asyncio.Lock | None = None  # loads and evictions, one at a time
@@ -323,7 +327,8 @@ class ModelHost:
         free = self._budgeted(await self._run(self._read_memory))
         residents = [s.resident() for s in self._slots.values()]
         try:
-            admission = admit(name, info, settings, free, residents, self.max_loaded)
+            headroom = await self._headroom()
+            admission = admit(name, info, settings, free, residents, self.max_loaded, headroom)
         except Refused as e:
             raise HostError(str(e)) from None
         for victim, note in zip(admission.evict, admission.notes, strict=True):
@@ -384,6 +389,15 @@ class ModelHost:
         if errors:
             raise HostError(errors[0].message, errors[0].details)
         raise HostError(f"{slot.name} could not be loaded.")
+
+    async def _headroom(self) -> float:
+        if self.headroom is not None:
+            return self.headroom
+        if self.ram_budget is not None:
+            return 0.0
+        from app.engine import preferences
+
+        return (await self._run(preferences.load)).headroom
 
     def _budgeted(self, free: MachineMemory) -> MachineMemory:
         if self.ram_budget is None:
@@ -581,6 +595,11 @@ class ModelHost:
                 if grows
                 else dataclasses.replace(loaded.settings, n_ctx=loaded.n_ctx)
             )
+        if loaded is not None and loaded.applied is not None:  # flash attention resolved
+            a = loaded.applied
+            applied = dataclasses.replace(
+                applied, type_k=a.type_k, type_v=a.type_v, flash_attn=a.flash_attn
+            )
         pid = slot.sup.worker_pid if slot.sup is not None else None
         return ModelStatus(
             model=slot.model,
@@ -599,6 +618,9 @@ class ModelHost:
             keep_alive_s=None if slot.pinned else slot.keep_alive,
             expires_at=slot.expires_at,
             loaded_at=slot.loaded_at,
+            differences=tuple(loaded.applied.differences(loaded.settings))
+            if loaded is not None and loaded.applied is not None
+            else (),
         )
 
 

@@ -170,6 +170,7 @@ class ModelStatus:
     expires_at: float | None  # wall-clock time it unloads if still idle; None: not counting
     loaded_at: float | None = None
     n_ctx_max: int | None = None  # the most the context may grow to (= n_ctx: it does not)
+    differences: tuple[str, ...] = ()  # where llama.cpp's values differ from what was asked
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (for `hearth ps --json` and the instance protocol)."""
@@ -190,4 +191,5 @@ class ModelStatus:
             "expires_at": self.expires_at,
             "loaded_at": self.loaded_at,
             "n_ctx_max": self.n_ctx_max,
+            "differences": list(self.differences),
         }

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from app.engine import settings as settings_mod
+from app.engine.llama_args import physical_cores
 from app.engine.protocol import (
     Finished,
     LoadProgress,
@@ -40,7 +41,6 @@ from app.engine.protocol import (
     TuneMeasured,
     TuneProgress,
 )
-from app.engine.llama_args import physical_cores
 from app.engine.worker import _strip_prefix, parse_buffer_sizes
 
 if TYPE_CHECKING:

@@ -85,3 +85,21 @@ def test_auto_flash_attention_takes_a_quantized_v_cache(sup, random_model):
         "q4_0",
         True,
     )
+
+
+def test_the_hosts_ps_shows_flash_attention_resolved(random_model):
+    import asyncio
+
+    from app.engine.host import ModelHost
+
+    async def main():
+        host = ModelHost(headroom=0.0)
+        try:
+            await host.ensure_loaded(random_model, LoadSettings(n_ctx=512, flash_attn=None))
+            (row,) = host.ps()
+            assert row.settings.flash_attn is True  # what llama.cpp chose for "auto"
+            assert row.to_dict()["differences"] == ["Flash attention auto: on."]
+        finally:
+            await host.close()
+
+    asyncio.run(asyncio.wait_for(main(), 120))

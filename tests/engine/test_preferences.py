@@ -24,3 +24,17 @@ def test_usable_memory_keeps_the_headroom_back():
     assert memory.usable(1000, 0.0) == 1000
     assert memory.usable(1000, 0.1) == 900
     assert memory.usable(1000, 2.0) == 50  # capped: something is always usable
+
+
+def test_admission_keeps_the_headroom_back(bigram_model):
+    import pytest
+
+    from app.engine import gguf_info
+    from app.engine.admission import MachineMemory, Refused, admit
+    from app.engine.settings import LoadSettings
+
+    info, s = gguf_info.read_info(bigram_model), LoadSettings(n_ctx=1024)
+    free = MachineMemory(int(memory.estimate(info, s).host_bytes * 1.2))
+    assert admit("m", info, s, free, []).evict == ()
+    with pytest.raises(Refused, match="50% of the free memory is kept back as headroom"):
+        admit("m", info, s, free, [], headroom=0.5)
