@@ -106,7 +106,7 @@ def run_estimate(args: argparse.Namespace) -> int:
 
     from app.engine import preferences
 
-    headroom = args.headroom / 100 if args.headroom is not None else preferences.load().headroom
+    headroom = args.headroom / 100 if args.headroom is not None else preferences.saved_headroom()
     problems = list(result.problems) + settings.validate(load, info)
     bad_settings = any(p.is_error for p in problems if p.field)
     est = memory.estimate(info, load, gpu_free)

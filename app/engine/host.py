@@ -397,7 +397,7 @@ class ModelHost:
             return 0.0
         from app.engine import preferences
 
-        return (await self._run(preferences.load)).headroom
+        return await self._run(preferences.saved_headroom)
 
     def _budgeted(self, free: MachineMemory) -> MachineMemory:
         if self.ram_budget is None:

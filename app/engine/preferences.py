@@ -88,7 +88,7 @@ def validate(name: str, value: Any) -> str | None:
     if type(value) is not type(default):
         return f"{pref.label} must be {type(default).__name__}, not {type(value).__name__}."
     if pref.choices is not None and value not in pref.choices:
-        return f"{pref.label} must be one of: {', '.join(pref.choices)}."
+        return f"{pref.label} must be one of: {', '.join(map(str, pref.choices))}."
     if pref.kind == "folder" and value and not os.path.isabs(os.path.expanduser(value)):
         return f"{pref.label} must be a full path (like {Path.home() / 'models'})."
     return None

@@ -6,18 +6,15 @@ from app.engine import memory, preferences
 from app.engine.preferences import Preferences
 
 
-def test_defaults_round_trip_and_bad_files():
-    assert preferences.load() == Preferences() and Preferences().headroom == 0.10
-    preferences.save(Preferences(memory_headroom_pct=25))
-    assert preferences.load().headroom == 0.25
-    preferences.path().write_text("{not json")
-    assert preferences.load() == Preferences()
-    preferences.path().write_text('{"memory_headroom_pct": 500}')  # out of range
-    assert preferences.load() == Preferences()
-    preferences.path().write_text('{"memory_headroom_pct": "lots", "other": 1}')
-    assert preferences.load() == Preferences()
-    preferences.path().write_text("[1, 2]")
-    assert preferences.load() == Preferences()
+def test_the_headroom_preference_round_trips_and_bad_values_are_ignored():
+    assert Preferences().headroom == 0.10 and preferences.saved_headroom() == 0.10
+    preferences.save(Preferences(memory_headroom_pct=20))
+    assert preferences.saved_headroom() == 0.20
+    assert "must be one of" in preferences.validate("memory_headroom_pct", 33)
+    assert "must be int" in preferences.validate("memory_headroom_pct", "lots")
+    preferences.path().write_text('{"version": 1, "values": {"memory_headroom_pct": 500}}')
+    prefs, problems = preferences.load()
+    assert prefs.memory_headroom_pct == 10 and "Memory headroom must be one of" in problems[0]
 
 
 def test_usable_memory_keeps_the_headroom_back():

@@ -123,6 +123,14 @@ def test_headroom_preference_changes_what_fits_and_is_saved(qtbot, window, rando
     assert window.card.verdict_text == panel.fit.message  # the card follows the panel
     assert preferences.load()[0].memory_headroom_pct == 50
     assert "must be one of" in window.preferences.set("memory_headroom_pct", 33)
+    # Edit → Preferences shows it, and a choice there reaches the panel.
+    window.preferences_action.trigger()
+    combo = window.preferences_dialog.editors["memory_headroom_pct"]
+    assert combo.currentData() == 50
+    with qtbot.waitSignal(window.preferences.saved, timeout=5_000):
+        combo.setCurrentIndex(combo.findData(10))
+    assert panel.headroom == 0.1 and panel.fit.verdict == "fits"
+    window.preferences_dialog.close()
 
 
 def test_status_bar_shows_flash_attention_resolved_from_auto(qtbot, window, random_model):
