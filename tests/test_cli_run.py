@@ -26,7 +26,7 @@ def test_run_streams_the_exact_reply_and_reports_the_load(bigram_model):
     done = hearth("run", str(bigram_model), "Hello", "-n", "7", "--temp", "0", "-c", "1000")
     assert done.returncode == 0, done.stderr
     assert done.stdout == testmodels.BIGRAM_CYCLE_TEXT + "\n"
-    assert "n_ctx 1024, KV f16/f16" in done.stderr
+    assert "n_ctx 1,024 · KV f16/f16 · FA off" in done.stderr  # what llama.cpp applied
     assert "7 tokens at" in done.stderr
 
 

@@ -120,9 +120,9 @@ def install(window) -> None:
     # Every "fits" answer of the settings panel (and the card) keeps the memory headroom back.
     panel = window.settings_panel
     panel.set_headroom(model.get("memory_headroom_pct"))
-    model.changed.connect(
-        lambda name, value: panel.set_headroom(value) if name == "memory_headroom_pct" else None
-    )
+    # A bound slot: the app-wide model outlives this window, and Qt drops the connection
+    # when the panel goes.
+    model.changed.connect(panel.on_preference_changed)
     model.save_failed.connect(lambda text: window.notice.show_message("banner-error", text))
     window.preferences = model
     window.engine_info = None  # the last Ready: llama.cpp's system info, for About

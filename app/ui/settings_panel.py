@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
@@ -236,6 +236,11 @@ class SettingsPanel(QWidget):
         """The memory headroom preference changed (percent): judge what fits again."""
         self.headroom = pct / 100
         self.refresh()
+
+    @Slot(str, object)
+    def on_preference_changed(self, name: str, value: Any) -> None:
+        if name == "memory_headroom_pct":
+            self.set_headroom(value)
 
     def set_loaded(self, path: str | None, loaded: LoadSettings | None) -> None:
         """What the engine has loaded now (None: nothing)."""
