@@ -148,7 +148,7 @@ class _Runner:
         }
         ran = applied.summary() if applied else event.settings.summary()
         if event.n_ctx_max > event.n_ctx:
-            ran += f" · grows up to {event.n_ctx_max:,}"
+            ran += f" · grows up to {event.n_ctx_max}"
         print(f"Loaded {event.description} in {event.load_seconds:.2f} s: {ran}", file=sys.stderr)
         for line in differences:
             print(f"note: {line}", file=sys.stderr)
