@@ -307,3 +307,24 @@ def test_sigkill_of_one_worker_fails_only_that_models_requests(bigram_models):
             await host.close()
 
     run(main())
+
+
+def test_ps_reports_the_context_allocated_now_as_it_grows(bigram_model):
+    letters = " ".join(chr(97 + i % 26) for i in range(299))  # 300 tokens with BOS
+
+    async def main():
+        host = ModelHost()
+        try:
+            await host.ensure_loaded(bigram_model, LoadSettings(n_ctx=1024, ctx_start=256))
+            row = host.ps()[0]
+            assert (row.n_ctx, row.n_ctx_max, row.settings.n_ctx) == (256, 1024, 1024)
+            end = await (await host.generate(bigram_model, prompt=letters,
+                                             sampling=greedy(4))).result()  # fmt: skip
+            assert isinstance(end, Finished) and end.reason == "length"
+            row = host.ps()[0]
+            assert (row.n_ctx, row.n_ctx_max) == (512, 1024)
+            assert row.to_dict()["n_ctx"] == 512 and row.to_dict()["n_ctx_max"] == 1024
+        finally:
+            await host.close()
+
+    run(main())
