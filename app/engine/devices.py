@@ -1,9 +1,8 @@
 """The devices llama.cpp itself can offload to, from ggml's backend registry.
 
 Worker-side: this module loads libllama (through llama_cpp), so only the worker and the
-one-shot `python -m app.engine.devices` child import it; the window asks
-`hardware.offload_gpus()`, which runs that child once per build (see the import-linter
-contract in pyproject). Every backend llama.cpp was built with (CUDA, Vulkan, HIP, Metal,
+child process that `hardware.offload_gpus()` spawns (once per build) import it; the window
+asks `hardware.offload_gpus()` (see the import-linter contract in pyproject). Every backend llama.cpp was built with (CUDA, Vulkan, HIP, Metal,
 SYCL, ...) registers its devices there with their free and total memory, so no backend
 needs code of its own here.
 
@@ -100,7 +99,7 @@ def offload_gpus(lib: Any = None) -> list[GPU]:
 
 
 def main() -> None:
-    """Print the offload GPUs as JSON: what hardware.offload_gpus() reads in the window."""
+    """`python -m app.engine.devices`: the offload GPUs as JSON (what llama.cpp offers here)."""
     json.dump([asdict(g) for g in offload_gpus()], sys.stdout)
 
 

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import logging
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,8 +95,8 @@ def offload_gpus(query: Callable[[], list[GPU]] | None = None) -> list[GPU]:
     """The GPUs llama.cpp can offload to, as its backend registry lists them (any backend:
     CUDA, Vulkan, HIP, Metal, SYCL); [] for a CPU-only build.
 
-    `query` asks the registry; by default a child process does (`python -m
-    app.engine.devices`, once per build and process: loading libllama is the worker's job),
+    `query` asks the registry; by default a spawned child process does (once per build and
+    process: loading libllama is the worker's job),
     and the worker passes `devices.offload_gpus` to ask in its own process. Free memory of
     CUDA devices is refreshed from NVML, which is cheap and live.
 
@@ -156,15 +153,27 @@ def _build_key() -> tuple[tuple[str, int, int], ...]:
 
 @functools.cache
 def _registry_in_child(build: tuple) -> list[GPU]:
-    """The registry's offload GPUs, asked in a child process (cached per build)."""
-    cmd = [sys.executable, "-m", "app.engine.devices"]
+    """The registry's offload GPUs, asked in a spawned child process (cached per build).
+
+    multiprocessing's spawn, as the engine worker's: it also works inside the frozen bundle,
+    where sys.executable is Hearth itself and `-m` means nothing."""
+    import concurrent.futures
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
-        return [GPU(**g) for g in json.loads(done.stdout.strip().splitlines()[-1])]
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError, TypeError) as e:
-        stderr = getattr(e, "stderr", "") or ""
-        _log_once(f"could not list llama.cpp's devices ({e}; {stderr.strip()[-300:]}): no GPU")
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            return pool.submit(_registry_offload_gpus).result(timeout=120)
+    except Exception as e:  # a crash in libllama's start-up, a timeout: say so, offload nothing
+        _log_once(f"could not list llama.cpp's devices ({e!r}): no GPU offload")
         return []
+
+
+def _registry_offload_gpus() -> list[GPU]:
+    """In the child: app.engine.devices loads libllama and asks its registry."""
+    from app.engine import devices
+
+    return devices.offload_gpus()
 
 
 def _live_free(found: list[GPU]) -> list[GPU]:
