@@ -149,7 +149,10 @@ class _Runner:
         ran = applied.summary() if applied else event.settings.summary()
         if event.n_ctx_max > event.n_ctx:
             ran += f" · grows up to {event.n_ctx_max}"
-        print(f"Loaded {event.description} in {event.load_seconds:.2f} s: {ran}", file=sys.stderr)
+        print(
+            f"Loaded {event.description} in {event.load_seconds:.2f} s: {ran}{_spec_words(event)}",
+            file=sys.stderr,
+        )
         for line in differences:
             print(f"note: {line}", file=sys.stderr)
         if self.cancelled.is_set():  # Ctrl+C came as the load finished
@@ -221,6 +224,13 @@ class _Runner:
                 + (" (context full)" if event.context_full else ""),
                 file=sys.stderr,
             )
+            if t.spec is not None:
+                print(
+                    f"Speculative decoding ({t.spec.kind}): {t.spec.accepted} of "
+                    f"{t.spec.drafted} guessed tokens accepted ({t.spec.acceptance:.0%}) "
+                    f"in {t.spec.steps} checks",
+                    file=sys.stderr,
+                )
         self._emit_json(
             reason=event.reason,
             context_full=event.context_full,
@@ -234,6 +244,7 @@ class _Runner:
                 "prompt_tps": t.prompt_tps,
                 "completion_tokens": t.completion_tokens,
                 "gen_tps": t.gen_tps,
+                "spec": t.spec.as_dict() if t.spec is not None else None,
             },
         )
         return EXIT_OK
@@ -242,3 +253,11 @@ class _Runner:
         if self.args.json:
             self.report.update(fields)
             print(json.dumps(self.report, ensure_ascii=False))
+
+
+def _spec_words(loaded: Loaded) -> str:
+    """', speculative decoding: lookup' / ', draft model llama 1B Q8_0' / ''."""
+    spec = loaded.settings.spec
+    if spec == "draft":
+        return f", speculative decoding with the draft model {loaded.draft_description}"
+    return f", speculative decoding: {spec}" if spec != "off" else ""

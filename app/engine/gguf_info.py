@@ -13,6 +13,7 @@ loads the file (no layers, duplicate vocabulary tokens).
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import struct
@@ -826,6 +827,21 @@ def find_duplicate_tokens(path: str | os.PathLike[str], limit: int = 3) -> tuple
 
     Returns (number of duplicates, up to `limit` examples). Reads only the tokens array.
     """
+    seen: set[bytes] = set()
+    dups: list[str] = []
+    n_dup = 0
+    for tok in read_tokens(path):
+        if tok in seen:
+            n_dup += 1
+            if len(dups) < limit:
+                dups.append(tok.decode("utf-8", errors="replace"))
+        else:
+            seen.add(tok)
+    return n_dup, dups
+
+
+def read_tokens(path: str | os.PathLike[str]) -> list[bytes]:
+    """The vocabulary's token texts, raw, by id (empty when the file has none)."""
     path = os.fspath(path)
     buf, size = _open_map(path)
     try:
@@ -837,26 +853,128 @@ def find_duplicate_tokens(path: str | os.PathLike[str], limit: int = 3) -> tuple
             vtype = r.u32()
             if key == "tokenizer.ggml.tokens" and vtype == _ARR and r.u32() == _STR:
                 count = r.u64()
-                seen: set[bytes] = set()
-                dups: list[str] = []
-                n_dup = 0
+                tokens: list[bytes] = []
                 unpack, p = _U64S.unpack_from, r.pos
                 for _ in range(count):
                     n = unpack(buf, p)[0]
-                    tok = buf[p + 8 : p + 8 + n]
+                    tokens.append(bytes(buf[p + 8 : p + 8 + n]))
                     p += 8 + n
-                    if tok in seen:
-                        n_dup += 1
-                        if len(dups) < limit:
-                            dups.append(tok.decode("utf-8", errors="replace"))
-                    else:
-                        seen.add(tok)
-                return n_dup, dups
+                return tokens
             r.value(vtype, key)
-        return 0, []
+        return []
     finally:
         if isinstance(buf, mmap.mmap):
             buf.close()
+
+
+# --- Draft models (speculative decoding) -----------------------------------------------------
+
+# llama.cpp's common_speculative_are_compatible: vocabulary sizes may differ by this much, and
+# token texts are compared from this id on (the first ids are special tokens that differ).
+DRAFT_VOCAB_MAX_DIFFERENCE = 128
+DRAFT_VOCAB_CHECK_START = 5
+# What llama.cpp assumes when a file does not say (llama-vocab.cpp), per tokenizer model.
+_VOCAB_DEFAULTS = {"llama": (True, False, 1, 2)}  # add_bos, add_eos, bos id, eos id
+
+
+def _vocab_facts(info: GGUFInfo) -> dict[str, Any]:
+    add_bos, add_eos, bos, eos = _VOCAB_DEFAULTS.get(
+        info.tokenizer_model or "", (False, False, None, None)
+    )
+    meta = info.metadata
+    return {
+        "BOS id": info.bos_token_id if info.bos_token_id is not None else bos,
+        "EOS id": info.eos_token_id if info.eos_token_id is not None else eos,
+        "adds BOS": bool(meta.get("tokenizer.ggml.add_bos_token", add_bos)),
+        "adds EOS": bool(meta.get("tokenizer.ggml.add_eos_token", add_eos)),
+    }
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_inspection(path: str, _size: int, _mtime_ns: int) -> Inspection:
+    return inspect(path)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_tokens(path: str, _size: int, _mtime_ns: int) -> tuple[bytes, ...]:
+    return tuple(read_tokens(path))
+
+
+def _stamp(path: str) -> tuple[str, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+
+
+def inspect_cached(path: str | os.PathLike[str]) -> Inspection:
+    """inspect(), remembered while the file keeps its size and modification time (settings are
+    re-validated on every edit; the draft model's file does not change between them)."""
+    stamp = _stamp(os.fspath(path))
+    return inspect(path) if stamp is None else _cached_inspection(*stamp)
+
+
+def draft_problems(draft_path: str, target: GGUFInfo | None) -> list[Problem]:
+    """Why `draft_path` cannot draft tokens for `target` (empty: it can).
+
+    The file must be a usable model; with the target known, llama.cpp's own rule applies
+    (same tokenizer type, the same BOS/EOS ids and add-BOS/EOS flags, vocabulary sizes
+    within 128, the same text for every token id from 5 on), and a draft bigger than the
+    model it drafts for is refused: it could only make replies slower."""
+    name = os.path.basename(draft_path)
+    if not os.path.isfile(draft_path):
+        return [Problem("error", f"The draft model {draft_path} does not exist; choose another "
+                        "file.", "draft_missing", "model_draft")]  # fmt: skip
+    result = inspect_cached(draft_path)
+    if not result.usable or result.info is None:
+        reason = result.errors[0].message if result.errors else "it cannot be read"
+        return [Problem("error", f"The draft model cannot be used: {reason}", "draft_unusable",
+                        "model_draft")]  # fmt: skip
+    draft = result.info
+    if target is None:
+        return []
+    problems = []
+
+    def refuse(why: str, code: str) -> None:
+        problems.append(Problem(
+            "error",
+            f"{name} cannot draft for {os.path.basename(target.path)}: {why}. Choose a draft "
+            "model of the same family (the same tokenizer).",
+            code, "model_draft",
+        ))  # fmt: skip
+
+    if (draft.tokenizer_model or "") != (target.tokenizer_model or ""):
+        refuse(f"its tokenizer is '{draft.tokenizer_model}', the model's is "
+               f"'{target.tokenizer_model}'", "draft_vocab_type")  # fmt: skip
+        return problems
+    mine, theirs = _vocab_facts(draft), _vocab_facts(target)
+    differ = [f"{k} {mine[k]} vs {theirs[k]}" for k in mine if mine[k] != theirs[k]]
+    if differ:
+        refuse("their special tokens differ (draft vs model: " + ", ".join(differ) + ")",
+               "draft_special_tokens")  # fmt: skip
+    if abs(draft.vocab_size - target.vocab_size) > DRAFT_VOCAB_MAX_DIFFERENCE:
+        refuse(f"its vocabulary has {draft.vocab_size:,} tokens, the model's "
+               f"{target.vocab_size:,} (more than {DRAFT_VOCAB_MAX_DIFFERENCE} apart)",
+               "draft_vocab_size")  # fmt: skip
+    elif not differ:
+        a = _cached_tokens(*(_stamp(draft.path) or (draft.path, 0, 0)))
+        b = _cached_tokens(*(_stamp(target.path) or (target.path, 0, 0)))
+        diffs = [i for i in range(DRAFT_VOCAB_CHECK_START, min(len(a), len(b))) if a[i] != b[i]]
+        if diffs:
+            i = diffs[0]
+            show = lambda t: repr(t.decode("utf-8", errors="replace"))  # noqa: E731
+            refuse(f"{len(diffs):,} token(s) differ, the first is id {i}: {show(a[i])} in the "
+                   f"draft, {show(b[i])} in the model", "draft_vocab_text")  # fmt: skip
+    if draft.n_params > target.n_params:
+        problems.append(Problem(
+            "error",
+            f"The draft model {name} ({draft.n_params / 1e6:,.0f}M parameters) is bigger than "
+            f"the model it drafts for ({target.n_params / 1e6:,.0f}M): it would make replies "
+            "slower. Choose a smaller model of the same family.",
+            "draft_bigger", "model_draft",
+        ))  # fmt: skip
+    return problems
 
 
 def check(info: GGUFInfo) -> list[Problem]:

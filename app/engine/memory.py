@@ -13,7 +13,9 @@ The estimate has four parts on each device (system RAM and each GPU):
   n_head in f32 plus its mask without flash attention; only the f16 mask with it) and the
   output (logits n_vocab x n_ubatch in f32). Calibrated against the sizes llama.cpp logs
   (tests/engine/test_memory.py holds it within 25%, the KV cache within 1%);
-* a fixed overhead: the worker process itself, or a GPU's runtime context.
+* a fixed overhead: the worker process itself, or a GPU's runtime context;
+* with speculative decoding by a draft model, the draft's own weights, KV cache and compute
+  buffer (estimated the same way, with its own context and GPU layers), shown apart.
 
 Headroom: every "does it fit" question (fit, largest_context, max_gpu_layers, the Tune
 recommendation, the host's admission) takes a safety margin, the fraction of each device's
@@ -28,7 +30,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from app.engine.gguf_info import GGUFInfo, human_bytes
+from app.engine.gguf_info import GGUFInfo, human_bytes, inspect_cached
 from app.engine.settings import CTX_ALIGN, MAX_CTX, LoadSettings, kv_bytes_per_element
 
 if TYPE_CHECKING:
@@ -52,10 +54,11 @@ class DeviceUse:
     kv: int
     compute: int
     overhead: int
+    draft: int = 0  # the draft model's weights + KV + compute (speculative decoding)
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv + self.compute + self.overhead
+        return self.weights + self.kv + self.compute + self.overhead + self.draft
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Estimate:
     kv_k: int
     kv_v: int
     devices: tuple[DeviceUse, ...]  # RAM first, then each GPU
+    draft: Estimate | None = None  # the draft model's own estimate, when one is set
 
     @property
     def host(self) -> DeviceUse:
@@ -209,7 +213,30 @@ def estimate(info: GGUFInfo, settings: LoadSettings, gpu_free: list[int] | None 
             f"GPU {i}", gpu_weights[i], gpu_kv[i], gpu_compute[i] if used else 0,
             GPU_OVERHEAD if used else 0,
         ))  # fmt: skip
-    return Estimate(dataclasses.replace(s), ngl, info.n_layers, kv_k, kv_v, tuple(devices))
+    est = Estimate(dataclasses.replace(s), ngl, info.n_layers, kv_k, kv_v, tuple(devices))
+    return _with_draft(est, _draft_estimate(s, gpu_free))
+
+
+def _with_draft(est: Estimate, draft: Estimate | None) -> Estimate:
+    """`est` with the draft model's weights + KV + compute as each device's draft part."""
+    if draft is None:
+        return est
+    devices = tuple(
+        dataclasses.replace(d, draft=dd.weights + dd.kv + dd.compute)
+        for d, dd in zip(est.devices, draft.devices, strict=True)
+    )
+    return dataclasses.replace(est, devices=devices, draft=draft)
+
+
+def _draft_estimate(s: LoadSettings, gpu_free: list[int]) -> Estimate | None:
+    """The draft model's estimate (spec = "draft" with a readable file), else None."""
+    draft_settings = s.draft_settings()
+    if draft_settings is None:
+        return None
+    result = inspect_cached(s.model_draft)
+    if result.info is None or not result.usable:
+        return None  # validation says why
+    return estimate(result.info, draft_settings, gpu_free)
 
 
 def estimate_now(
@@ -220,7 +247,9 @@ def estimate_now(
     and what "fits" is judged on)."""
     s = settings.normalized()
     start = s.initial_ctx
-    return estimate(info, dataclasses.replace(s, n_ctx=start, ctx_start=start), gpu_free)
+    now = estimate(info, dataclasses.replace(s, n_ctx=start, ctx_start=start), gpu_free)
+    # The draft model's context does not grow: all of it is allocated at load.
+    return _with_draft(now, _draft_estimate(s, list(gpu_free or [])))
 
 
 def _split_layers(n_layers: int, gpu_free: list[int]) -> list[int]:

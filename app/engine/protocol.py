@@ -144,6 +144,7 @@ class Loaded:
     # Dynamic context: the most n_ctx may grow to (0: it does not grow; n_ctx is all).
     n_ctx_max: int = 0
     applied: Applied | None = None  # what llama.cpp really used (flash attention resolved)
+    draft_description: str = ""  # the draft model's, when spec is "draft"
 
     @property
     def context_max(self) -> int:
@@ -232,6 +233,31 @@ class Token:
 
 
 @dataclass(frozen=True, slots=True)
+class SpecStats:
+    """How speculative decoding went in one reply: tokens guessed and tokens the model kept."""
+
+    kind: str  # "lookup" | "draft"
+    drafted: int
+    accepted: int
+    steps: int  # batches the model checked (one per output run)
+
+    @property
+    def acceptance(self) -> float:
+        """The share of guessed tokens the model kept (0 when nothing was guessed)."""
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain dict for `hearth run --json` and stored reply stats."""
+        return {
+            "kind": self.kind,
+            "drafted": self.drafted,
+            "accepted": self.accepted,
+            "acceptance": round(self.acceptance, 4),
+            "steps": self.steps,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Timings:
     """How a request went. Prompt and decode figures come from llama_perf_context."""
 
@@ -240,8 +266,9 @@ class Timings:
     prompt_eval_tokens: int  # the part evaluated (the rest was reused from the cache)
     prompt_ms: float
     completion_tokens: int  # tokens the model produced (EOS not counted)
-    decode_tokens: int  # single-token decodes (llama.cpp's n_eval)
-    decode_ms: float
+    decode_tokens: int  # single-token decodes (llama.cpp's n_eval); with spec: reply tokens
+    decode_ms: float  # with spec: the reply's wall time after the first token
+    spec: SpecStats | None = None  # speculative decoding was on
 
     @property
     def prompt_tps(self) -> float:

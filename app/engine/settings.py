@@ -29,6 +29,7 @@ QUANTIZED_KV_TYPES = frozenset(KV_TYPES) - {"f32", "f16", "bf16"}
 CTX_ALIGN = 256  # llama.cpp rounds n_ctx up to a multiple of this
 CTX_FULL_CHOICES = ("stop", "drop-oldest", "refuse")
 MAX_CTX = 1 << 21
+SPEC_KINDS: tuple[str, ...] = ("off", "lookup", "draft")
 
 
 def kv_type_id(name: str) -> int:
@@ -61,6 +62,7 @@ class Option:
     special: dict[Any, str] = field(default_factory=dict)  # value -> what it means ("auto")
     step: float | None = None
     unit: str = ""
+    kind: str = ""  # "file": a path, edited with a file picker
 
 
 def _opt(default: Any, /, **kw: Any) -> Any:
@@ -178,6 +180,57 @@ class LoadSettings:
         "context length); the KV cache of the rest is allocated only when it is needed.",
     )  # fmt: skip
 
+    # --- Speculative decoding (the worker's loop: app/engine/speculative.py) ---------------
+    spec: str = _opt(
+        "off", label="Speculative decoding", group="Speculative decoding", flags=("--spec",),
+        choices=SPEC_KINDS,
+        description="Guess the next tokens cheaply and have the model check them in one "
+        "batch: the same reply, faster when the guesses are right. lookup: copy what follows "
+        "the same words earlier in the conversation (pays when replies repeat it: edits, "
+        "quotes, code); draft: a small model of the same family guesses.",
+    )  # fmt: skip
+    spec_ngram_min: int = _opt(
+        2, label="Lookup: shortest match", group="Speculative decoding",
+        flags=("--spec-ngram-min",), minimum=1, maximum=16, unit="tokens",
+        description="Lookup drafts only after the last tokens of the reply appeared before; "
+        "this many at least.",
+    )  # fmt: skip
+    spec_ngram_max: int = _opt(
+        4, label="Lookup: longest match", group="Speculative decoding",
+        flags=("--spec-ngram-max",), minimum=1, maximum=16, unit="tokens",
+        description="The longest run of recent tokens lookup tries to find earlier (longer "
+        "matches are tried first: they guess better).",
+    )  # fmt: skip
+    model_draft: str = _opt(
+        "", label="Draft model", group="Speculative decoding", flags=("-md", "--model-draft"),
+        kind="file",
+        description="A small GGUF model with the same vocabulary (the same family, e.g. a 0.5B "
+        "beside a 7B) that drafts tokens for spec = draft.",
+    )  # fmt: skip
+    draft_n_gpu_layers: int = _opt(
+        -1, label="Draft GPU layers", group="Speculative decoding",
+        flags=("-ngld", "--n-gpu-layers-draft"), minimum=-1, maximum=1000, special={-1: "all"},
+        description="How many of the draft model's layers live in GPU memory (-1: all).",
+    )  # fmt: skip
+    draft_n_ctx: int = _opt(
+        0, label="Draft context", group="Speculative decoding", flags=("-cd", "--ctx-size-draft"),
+        minimum=0, maximum=MAX_CTX, step=CTX_ALIGN, unit="tokens",
+        special={0: "same as the model"},
+        description="The draft model's context (0: the same as the model's). Drafting stops "
+        "once a conversation outgrows it.",
+    )  # fmt: skip
+    draft_max: int = _opt(
+        16, label="Draft at most", group="Speculative decoding", flags=("--draft-max",),
+        minimum=1, maximum=64, unit="tokens",
+        description="The most tokens guessed at once. Hearth shortens the guess when guesses "
+        "fail and stops guessing for a while when they do not pay.",
+    )  # fmt: skip
+    draft_min: int = _opt(
+        0, label="Draft at least", group="Speculative decoding", flags=("--draft-min",),
+        minimum=0, maximum=64, unit="tokens",
+        description="A guess shorter than this is not checked (0: any guess is).",
+    )  # fmt: skip
+
     def normalized(self) -> LoadSettings:
         """The settings llama.cpp will actually use: n_ctx (and the start context) rounded up
         to a multiple of 256, the start at most n_ctx, batch at most the context llama.cpp
@@ -207,7 +260,24 @@ class LoadSettings:
         ('n_ctx 4096→32768' when the context grows; 'FA auto' for llama.cpp's choice)."""
         fa = ", FA auto" if self.flash_attn is None else ", FA" if self.flash_attn else ""
         ctx = f"{self.ctx_start}→{self.n_ctx}" if self.grows else f"{self.n_ctx}"
-        return f"n_ctx {ctx}, KV {self.type_k}/{self.type_v}{fa}"
+        spec = f", spec {self.spec}" if self.spec != "off" else ""
+        return f"n_ctx {ctx}, KV {self.type_k}/{self.type_v}{fa}{spec}"
+
+    def draft_settings(self) -> LoadSettings | None:
+        """How the draft model loads (None unless spec is "draft"): the model's settings
+        with the draft's own context (all of it allocated at load: a draft's KV cache is
+        small, and it must hold what the model's context may grow to) and GPU layers, and
+        no speculation of its own."""
+        if self.spec != "draft" or not self.model_draft:
+            return None
+        return dataclasses.replace(
+            self,
+            n_ctx=self.draft_n_ctx or self.n_ctx,
+            ctx_grow=False,
+            n_gpu_layers=self.draft_n_gpu_layers,
+            spec="off",
+            model_draft="",
+        ).normalized()
 
     @property
     def flash_attn_expected(self) -> bool:
@@ -483,12 +553,57 @@ def validate(
         ))  # fmt: skip
     if settings.use_mlock and not settings.use_mmap:
         pass  # valid: the whole file is read and locked
+    problems += _spec_problems(settings, info)
     if info is not None:
         problems += _model_problems(settings, info)
         if available_bytes is not None and not any(p.is_error for p in problems):
             problems += _memory_problems(
                 settings, info, available_bytes, total_bytes, vram_bytes, headroom
             )
+    return problems
+
+
+def _spec_problems(settings: LoadSettings, info: GGUFInfo | None) -> list[Problem]:
+    """Speculative decoding: sizes that contradict each other, and a draft model that cannot
+    draft for this one (llama.cpp's compatibility rule, read from both files' metadata)."""
+    problems = []
+    if settings.spec == "off":
+        return problems
+    if settings.spec == "lookup" and settings.spec_ngram_min > settings.spec_ngram_max:
+        problems.append(Problem(
+            "error",
+            f"Lookup: the shortest match ({settings.spec_ngram_min}) is longer than the longest "
+            f"({settings.spec_ngram_max}); lower the first or raise the second.",
+            "spec_ngram", "spec_ngram_min",
+        ))  # fmt: skip
+    if settings.draft_min > settings.draft_max:
+        problems.append(Problem(
+            "error",
+            f"Draft at least ({settings.draft_min}) is more than draft at most "
+            f"({settings.draft_max}): no guess would ever be checked.",
+            "draft_min", "draft_min",
+        ))  # fmt: skip
+    n_batch = settings.normalized().n_batch
+    if settings.draft_max + 1 > n_batch:
+        problems.append(Problem(
+            "warning",
+            f"A guess of {settings.draft_max} tokens is checked in a batch of "
+            f"{settings.draft_max + 1}, more than the batch size {n_batch}; guesses will be "
+            f"at most {n_batch - 1} tokens.",
+            "draft_gt_batch", "draft_max",
+        ))  # fmt: skip
+    if settings.spec == "draft":
+        from app.engine.gguf_info import draft_problems
+
+        if not settings.model_draft:
+            problems.append(Problem(
+                "error",
+                "Speculative decoding with a draft model needs a draft model file: choose a "
+                "small model of the same family (-md FILE), or use lookup instead.",
+                "no_draft", "model_draft",
+            ))  # fmt: skip
+        else:
+            problems += draft_problems(settings.model_draft, info)
     return problems
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import faulthandler
 import gc
 import json
@@ -179,6 +180,7 @@ class Worker:
         self._growth: ContextGrowth | None = None  # when the context may grow
         self._load_info: gguf_info.GGUFInfo | None = None
         self._full_calls = 0  # stopping-criteria calls that found the context full
+        self._spec = None  # speculative.Speculator while a model loaded with spec is in use
 
     # --- plumbing -------------------------------------------------------------------
 
@@ -307,18 +309,32 @@ class Worker:
         started = time.perf_counter()
         self.logs.mark()
         self.logs.forward_info = True
+        llm = draft = None
+        loading = cmd
         try:
             llm = self._construct(cmd, s)
+            draft_settings = s.draft_settings()
+            if draft_settings is not None:  # speculative decoding with a draft model
+                loading = dataclasses.replace(cmd, path=s.model_draft)
+                draft = self._construct(loading, draft_settings)
         except Exception as e:
             self.logs.forward_info = False
+            if llm is not None:
+                llm.close()
             if self._cancel.is_set():
                 self.send(Finished(cmd.request_id, "cancelled"))
             else:
-                self._fail(cmd.request_id, *self._load_error(cmd, e))
+                self._fail(cmd.request_id, *self._load_error(loading, e))
             return
         finally:
             self.logs.forward_info = False
         self.llm = llm
+        if s.spec != "off":
+            from app.engine import speculative
+
+            self._spec = speculative.attach(
+                self.lc, llm, s, draft, self._cancel.is_set, self._ensure_capacity
+            )
         self._detokenize = _IncrementalDetokenize(llm)
         self._formatter = self._chat_formatter(llm)
         lines = list(self.logs.lines_since_mark)
@@ -339,6 +355,7 @@ class Worker:
             description=_model_desc(self.lc, llm),
             n_ctx_max=self._growth.n_ctx_max if self._growth else 0,
             applied=read_applied(lines, s, llm.n_ctx(), offloaded),
+            draft_description=_model_desc(self.lc, draft) if draft is not None else "",
         )
         self.send(self.loaded)
 
@@ -406,6 +423,10 @@ class Worker:
     def _unload_model(self) -> None:
         if self.llm is None:
             return
+        if self._spec is not None:
+            with contextlib.suppress(Exception):
+                self._spec.close()  # the draft model, if any
+            self._spec = None
         with contextlib.suppress(Exception):
             self.llm.close()
         self.llm = None
@@ -528,6 +549,10 @@ class Worker:
                 return
         self._stream(cmd, tokens, stop, criteria, started, grammar)
 
+    def _ensure_capacity(self, n_tokens: int) -> bool:
+        """Room for n_tokens in the context, grown if it must and may (speculative steps)."""
+        return self._growth is None or self._growth.ensure_capacity(n_tokens)
+
     def _context_max(self) -> int:
         """The most tokens a request may use: the growth maximum, else the context."""
         return self._growth.n_ctx_max if self._growth is not None else self.llm.n_ctx()
@@ -610,6 +635,8 @@ class Worker:
         reason = "stop"
         self._watch_prompt(rid)
         self._detokenize.reset()
+        if self._spec is not None:
+            self._spec.run = None
         stream = self.llm.create_completion(
             prompt=tokens, **self._completion_kwargs(cmd, stop, criteria, grammar)
         )
@@ -666,6 +693,8 @@ class Worker:
         if reason == "length" and not full:
             max_tokens = cmd.sampling.max_tokens
             full = max_tokens <= 0 or len(tokens) + max_tokens >= self._context_max()
+        if self._spec is not None:
+            timings = self._spec.timings(timings)
         self.send(
             Finished(
                 rid,

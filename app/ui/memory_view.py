@@ -22,6 +22,7 @@ PART_COLORS = {
     "KV cache": QColor("#F58518"),
     "compute": QColor("#54A24B"),
     "overhead": QColor("#9D9DA6"),
+    "draft model": QColor("#B279A2"),
 }
 OVER_COLOR = QColor("#D62728")
 
@@ -66,6 +67,7 @@ class MemoryBreakdown(QWidget):
                 f"{d.device}: {grows}{human_bytes(d.total)} of {human_bytes(free)} free — "
                 f"weights {human_bytes(d.weights)}, KV cache {human_bytes(d.kv)}, compute "
                 f"{human_bytes(d.compute)}, overhead {human_bytes(d.overhead)}"
+                + (f", draft model {human_bytes(d.draft)}" if d.draft else "")
             )
         if self._now is not None:
             lines.append(
@@ -75,13 +77,18 @@ class MemoryBreakdown(QWidget):
             )
         return "\n".join(lines)
 
+    def _legend(self) -> list[tuple[str, QColor]]:
+        """The parts shown: the draft model only when there is one."""
+        has_draft = self._estimate is not None and self._estimate.draft is not None
+        return [(n, c) for n, c in PART_COLORS.items() if n != "draft model" or has_draft]
+
     def _rows(self) -> int:
         return len(self._estimate.devices) if self._estimate else 0
 
     def _legend_lines(self, width: int) -> int:
         fm = self.fontMetrics()
         x, lines = self.LABEL_W, 1
-        for name in PART_COLORS:
+        for name, _ in self._legend():
             w = 14 + fm.horizontalAdvance(name) + 14
             if x + w > width and x > self.LABEL_W:
                 lines, x = lines + 1, self.LABEL_W
@@ -131,7 +138,8 @@ class MemoryBreakdown(QWidget):
             now = self._now.devices[i] if self._now is not None else device
             parts = (("weights", device.weights, device.weights),
                      ("KV cache", device.kv, now.kv), ("compute", device.compute, now.compute),
-                     ("overhead", device.overhead, device.overhead))  # fmt: skip
+                     ("overhead", device.overhead, device.overhead),
+                     ("draft model", device.draft, device.draft))  # fmt: skip
             for name, size, size_now in parts:
                 w = bar.width() * size / scale_to
                 if w <= 0:
@@ -162,7 +170,7 @@ class MemoryBreakdown(QWidget):
                              Qt.AlignmentFlag.AlignLeft, caption)  # fmt: skip
             y += self.ROW_H + 18
         x = float(self.LABEL_W)
-        for name, color in PART_COLORS.items():
+        for name, color in self._legend():
             w = 14 + painter.fontMetrics().horizontalAdvance(name) + 14
             if x + w > self.width() and x > self.LABEL_W:  # wrap the legend when narrow
                 x, y = float(self.LABEL_W), y + 20

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -242,6 +243,41 @@ class _ListEditor(FieldEditor):
         self.edit.setText("|".join(s.replace("\n", "\\n") for s in value))
 
 
+class _FileEditor(FieldEditor):
+    """A file path: typed, pasted or picked with a (non-modal) file dialog."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.edit = QLineEdit()
+        self.edit.setPlaceholderText("no file")
+        self.edit.setToolTip(self.option.description)
+        self.edit.setClearButtonEnabled(True)
+        self.edit.editingFinished.connect(self.changed)
+        self.browse = QPushButton("Choose…")
+        self.browse.setObjectName(f"browse_{self.name}")
+        self.browse.clicked.connect(self._on_browse)
+        self._row.addWidget(self.edit, 1)
+        self._row.addWidget(self.browse)
+        self._dialog: QFileDialog | None = None
+
+    def value(self) -> str:
+        return self.edit.text().strip()
+
+    def set_value(self, value: Any) -> None:
+        if str(value) != self.edit.text():
+            self.edit.setText(str(value))
+
+    def _on_browse(self) -> None:
+        self._dialog = QFileDialog(self, self.option.label, self.value(), "GGUF models (*.gguf)")
+        self._dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+        self._dialog.fileSelected.connect(self._on_file_selected)
+        self._dialog.open()
+
+    def _on_file_selected(self, path: str) -> None:
+        self.set_value(path)
+        self.changed.emit()
+
+
 class MarkedSlider(QSlider):
     """A slider with coloured marks drawn across its groove (trained context, largest fit)."""
 
@@ -360,6 +396,8 @@ def make_editor(name: str, default: Any, option: Option) -> FieldEditor:
         return ContextEditor(name, default, option)
     if isinstance(default, bool) and None in option.special:
         return _TriStateEditor(name, default, option)
+    if option.kind == "file":
+        return _FileEditor(name, default, option)
     if isinstance(default, bool):
         return _BoolEditor(name, default, option)
     if option.choices is not None:

@@ -40,6 +40,7 @@ GROUP_TITLES = {
     "Advanced": "Advanced",
     "Sampling": "Sampling",
     "Prompt": "System prompt",
+    "Speculative decoding": "Speculative decoding",
 }
 
 
@@ -311,10 +312,27 @@ class SettingsPanel(QWidget):
         self.no_gpu.setVisible(not has_gpu)
         for name in ("n_gpu_layers", "offload_kqv"):
             self.editors[name].setEnabled(has_gpu)
+        self._enable_spec_fields(load.spec)
         if has_gpu and self.fit is not None:
             self.ngl_fit.setText(f"Most that fit ({self.fit.n_gpu_layers})")
         self._update_buttons()
         self.fit_changed.emit(self.fit, m.free)
+
+    def _enable_spec_fields(self, kind: str) -> None:
+        """Speculative decoding: only the fields the chosen kind uses can be edited."""
+        uses = {
+            "spec_ngram_min": kind == "lookup",
+            "spec_ngram_max": kind == "lookup",
+            "model_draft": kind == "draft",
+            "draft_n_ctx": kind == "draft",
+            "draft_max": kind != "off",
+            "draft_min": kind != "off",
+        }
+        for name, on in uses.items():
+            self.editors[name].setEnabled(on)
+        self.editors["draft_n_gpu_layers"].setEnabled(
+            kind == "draft" and bool(self.machine.gpu_free)
+        )
 
     def _show_problems(self) -> None:
         by_field: dict[str, Problem] = {}

@@ -41,6 +41,8 @@ def reply_stats(finished: Finished | None, wall_s: float | None = None) -> dict[
             prompt_tps=round(t.prompt_tps, 1),
             gen_tps=round(t.gen_tps, 1),
         )
+        if t.spec is not None:
+            stats["spec"] = t.spec.as_dict()
     if wall_s is not None:
         stats["wall_s"] = round(wall_s, 3)
     return stats
@@ -84,6 +86,9 @@ def stats_line(message: Message) -> str:
         parts.append(f"TTFT {s['ttft_s']:.2f} s")
     if s.get("prompt_tps"):
         parts.append(f"prompt {s['prompt_tps']:,.0f} tok/s")
+    spec = s.get("spec")
+    if spec:
+        parts.append(f"{spec['kind']} {spec['acceptance']:.0%} accepted")
     reason = s.get("stop_reason")
     if reason and message.status == "complete":
         parts.append(STOP_REASONS.get(reason, reason))
@@ -136,6 +141,12 @@ def details(message: Message) -> str:
             f"Reply {s['gen_tokens']:,} tokens at {s.get('gen_tps', 0):.1f} tok/s · first token "
             f"after {s.get('ttft_s', 0):.2f} s · ended: "
             f"{STOP_REASONS.get(s.get('stop_reason'), s.get('stop_reason'))}"
+        )
+    spec = s.get("spec")
+    if spec:
+        lines.append(
+            f"Speculative decoding ({spec['kind']}): {spec['accepted']:,} of {spec['drafted']:,} "
+            f"guessed tokens accepted ({spec['acceptance']:.0%}) in {spec['steps']:,} checks"
         )
     return "\n".join(lines)
 
