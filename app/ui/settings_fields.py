@@ -266,6 +266,7 @@ class _FileEditor(FieldEditor):
     def set_value(self, value: Any) -> None:
         if str(value) != self.edit.text():
             self.edit.setText(str(value))
+            self.changed.emit()  # as a spin box or combo box does when its value is set
 
     def _on_browse(self) -> None:
         self._dialog = QFileDialog(self, self.option.label, self.value(), "GGUF models (*.gguf)")
@@ -275,7 +276,6 @@ class _FileEditor(FieldEditor):
 
     def _on_file_selected(self, path: str) -> None:
         self.set_value(path)
-        self.changed.emit()
 
 
 class MarkedSlider(QSlider):
