@@ -29,6 +29,7 @@ from app.engine.protocol import (
     Crashed,
     Error,
     Finished,
+    Loaded,
     LoadProgress,
     Token,
 )

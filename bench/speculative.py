@@ -156,6 +156,7 @@ class Case:
     rates: dict[str, list[float]] = field(default_factory=dict)
     ratios: dict[str, list[float]] = field(default_factory=dict)
     acceptance: list[float] = field(default_factory=list)
+    guessed: list[tuple[int, int]] = field(default_factory=list)  # (drafted, accepted)
     first_difference: dict[str, int | None] = field(default_factory=dict)
 
 
@@ -178,6 +179,7 @@ def run_case(case: Case, runners: dict, rounds: int, n: int) -> None:
             case.first_difference.setdefault(name, None)
             if end is not None and end.timings.spec is not None:
                 case.acceptance.append(end.timings.spec.acceptance)
+                case.guessed.append((end.timings.spec.drafted, end.timings.spec.accepted))
         log(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in case.rates.items()))
 
 
@@ -222,24 +224,29 @@ def main() -> int:
 
     cmd = f"{os.path.relpath(sys.executable)} bench/speculative.py"
     print(f"`{cmd} --rounds {args.rounds} --tokens {args.tokens}`\n")
-    print(f"{args.tokens} greedy tokens per reply, n_ctx {N_CTX}, {args.rounds} interleaved "
-          f"rounds, {time.perf_counter() - started:.0f} s in all.\n")  # fmt: skip
-    print("| case | model | method | tok/s | × plain | acceptance | same text as plain |")
-    print("|---|---|---|---:|---:|---:|---|")
+    print(f"{args.tokens} tokens per reply (greedy; (b) sampled with a fixed seed), n_ctx "
+          f"{N_CTX}, one thread, {args.rounds} interleaved rounds, "
+          f"{time.perf_counter() - started:.0f} s in all.\n")  # fmt: skip
+    print("| case | model | method | tok/s | × plain | guessed / accepted per reply "
+          "| acceptance | same text as plain |")  # fmt: skip
+    print("|---|---|---|---:|---:|---:|---:|---|")
     for case in cases:
         plain = statistics.median(case.rates["plain"])
-        print(f"| {case.name} | {case.target} | plain | {plain:.1f} | 1.00 | | |")
+        print(f"| {case.name} | {case.target} | plain | {plain:.1f} | 1.00 | | | |")
         for name, rates in case.rates.items():
             if name == "plain":
                 continue
-            acc = (
-                f"{statistics.median(case.acceptance):.0%}"
-                if case.acceptance and name.startswith("Hearth")
+            ours = case.acceptance and name.startswith("Hearth")
+            acc = f"{statistics.median(case.acceptance):.0%}" if ours else ""
+            guessed = (
+                f"{statistics.median(d for d, _ in case.guessed):.0f} / "
+                f"{statistics.median(a for _, a in case.guessed):.0f}"
+                if ours
                 else ""
             )
             print(
                 f"| | | {name} | {statistics.median(rates):.1f} | "
-                f"{statistics.median(case.ratios[name]):.2f} | {acc} | "
+                f"{statistics.median(case.ratios[name]):.2f} | {guessed} | {acc} | "
                 f"{_same(case.first_difference[name])} |"
             )
     return 0

@@ -24,10 +24,19 @@ LLAMA_DEFAULT_SEED = 0xFFFFFFFF
 # LoadSettings fields that are not a Llama(...) keyword, and who uses them instead.
 # Add a field here when it is handled outside the constructor; the test names any field
 # that is neither.
+_SPEC = "speculative decoding: the worker's loop (app/engine/speculative.py)"
 NOT_LLAMA_ARGS: dict[str, str] = {
     "ctx_start": "the context allocated at load when it grows: Llama's n_ctx (below); "
     "app/engine/context_growth.py grows it up to n_ctx",
     "ctx_grow": "whether the worker grows the context (app/engine/context_growth.py)",
+    "spec": _SPEC,
+    "spec_ngram_min": _SPEC,
+    "spec_ngram_max": _SPEC,
+    "model_draft": _SPEC + "; the worker loads it as a second Llama",
+    "draft_n_gpu_layers": "LoadSettings.draft_settings() -> the draft's n_gpu_layers",
+    "draft_n_ctx": "LoadSettings.draft_settings() -> the draft's n_ctx",
+    "draft_max": _SPEC,
+    "draft_min": _SPEC,
 }
 
 
