@@ -13,7 +13,7 @@ import pytest
 
 from app.engine import memory, testmodels
 from app.engine.gguf_info import read_info
-from app.engine.protocol import ChatMessage, Error, Finished, Loaded, Token
+from app.engine.protocol import ChatMessage, ContextGrown, Error, Finished, Loaded, Token
 from app.engine.settings import LoadSettings, SamplingSettings, validate
 from app.engine.speculative import DraftLength, LookupDrafter
 from app.engine.supervisor import Supervisor, wait_for
@@ -196,6 +196,21 @@ def test_cancel_mid_draft_stops_and_the_next_reply_is_right(sup, bigram_model, d
         assert testmodels.bigram_text(4000).startswith(event.text)
         end, _ = reply(sup, max_tokens=30)
         assert end.text == testmodels.bigram_text(30), settings
+
+
+def test_a_reply_runs_on_through_context_growth(sup, bigram_model, draft_model):
+    """With a growing context the loop asks the worker for room before each step: the reply
+    passes the start size, the context grows and the text is still the plain one."""
+    for settings in ({"spec": "draft", "model_draft": str(draft_model)}, {"spec": "lookup"}):
+        load(sup, bigram_model, n_ctx=2048, ctx_start=256, **settings)
+        seen: list = []
+        rid = sup.generate(HELLO, sampling=SamplingSettings(temperature=0, max_tokens=700))
+        end = wait_for(sup, rid, on_event=seen.append)
+        assert isinstance(end, Finished) and end.reason == "length", settings
+        assert end.text == testmodels.bigram_text(700), settings
+        grown = [e for e in seen if isinstance(e, ContextGrown)]
+        assert grown and grown[-1].n_ctx >= 512 and grown[0].carried, settings
+        assert end.timings.spec.accepted > 600, settings
 
 
 def test_a_second_turn_reuses_the_cache_with_speculation(sup, bigram_model, draft_model):
