@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -152,6 +153,13 @@ def format_estimate(
     lines.append(
         f"KV cache: K ({s.type_k}) {human_bytes(est.kv_k)} + V ({s.type_v}) {human_bytes(est.kv_v)}"
     )
+    if est.draft is not None:
+        d = est.draft
+        lines.append(
+            f"Draft model {os.path.basename(s.model_draft)} (context {d.settings.n_ctx:,}): "
+            f"weights {human_bytes(d.weights)}, KV cache {human_bytes(d.kv)}, compute "
+            f"{human_bytes(d.compute)}; in the totals above"
+        )
     if s.grows:
         now = memory.estimate_now(info, s, gpu_free)
         lines.append(
@@ -190,6 +198,7 @@ def _estimate_json(info, est, verdict, table, problems, available, gpu_free) -> 
                 "kv": d.kv,
                 "compute": d.compute,
                 "overhead": d.overhead,
+                "draft": d.draft,
                 "total": d.total,
             }
             for d in est.devices

@@ -61,3 +61,14 @@ def test_run_refuses_a_draft_with_another_vocabulary_before_loading(bigram_model
     assert "cannot draft for" in res.stderr and "more than 128 apart" in res.stderr
     missing = hearth("run", bigram_model, "Hello", "--spec", "draft")
     assert missing.returncode == 2 and "needs a draft model file" in missing.stderr
+
+
+def test_estimate_counts_the_draft_model(bigram_model, draft):
+    plain = json.loads(hearth("estimate", bigram_model, "-c", "1024", "--json").stdout)
+    res = hearth("estimate", bigram_model, "-c", "1024", "--spec", "draft", "-md", draft, "--json")
+    spec = json.loads(res.stdout)
+    ram, ram_plain = spec["devices"][0], plain["devices"][0]
+    assert ram["draft"] > draft.stat().st_size // 2 and ram_plain["draft"] == 0
+    assert ram["total"] == ram_plain["total"] + ram["draft"]
+    text = hearth("estimate", bigram_model, "-c", "1024", "--spec", "draft", "-md", draft).stdout
+    assert f"Draft model {draft.name} (context 1,024)" in text
