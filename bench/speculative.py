@@ -24,6 +24,10 @@ Everything runs on one thread (-t 1 -tb 1): on a shared 2-core machine a two-thr
 stalls at every barrier whenever the other thread is descheduled, which turns a 17-token
 check into seconds and measures the neighbours, not the method.
 
+Replies run to max_tokens without suppressing EOS (a Python logits processor per sampled
+token would cost the same per token in both modes, and so weigh more on the faster one):
+the bigram targets never sample EOS, and every reply of the random one reached the limit.
+
 tok/s is what a client sees: reply tokens / (reply's end - request), timed where the events
 arrive (the prompt is the same every round, so the KV cache holds it and only its last token
 is evaluated again; llama-cpp-python's lookup spends seconds before its first token, which a
@@ -108,7 +112,7 @@ class Worker:
     def reply(self, prompt: str, n: int, sampling: dict) -> tuple[float, str, Finished]:
         sampling = SamplingSettings(max_tokens=n, **sampling)
         started = time.perf_counter()
-        rid = self.sup.generate(prompt=prompt, sampling=sampling, suppress_eos=True)
+        rid = self.sup.generate(prompt=prompt, sampling=sampling)
         end = self._wait(self.sup, rid, timeout=600)
         seconds = time.perf_counter() - started
         assert isinstance(end, Finished) and end.timings is not None, end
