@@ -36,9 +36,12 @@ from typing import Any, Protocol
 from app.engine.protocol import SpecStats, Timings
 
 # Moving acceptance below which guessing pauses, and how long the first pause lasts (in
-# plain steps; it doubles while guesses keep failing, up to the last figure).
+# plain steps; it doubles while guesses keep failing, up to the last figure). A reply's
+# first guess is short: on a CPU a checked batch costs nearly its length in single steps,
+# so a long first guess that fails costs more than a run of hits gains.
 PAUSE_BELOW = 0.25
 FIRST_PAUSE, LONGEST_PAUSE = 8, 256
+FIRST_GUESS = 4
 
 
 class Drafter(Protocol):
@@ -152,8 +155,8 @@ class DraftLength:
 
     def __init__(self, n_max: int, n_min: int = 0):
         self.n_max, self.n_min = n_max, n_min
-        self.n = n_max
-        self.rate = 1.0
+        self.n = min(n_max, FIRST_GUESS)
+        self.rate = 0.5  # two misses in a row pause guessing
         self.pause = 0
         self._next_pause = FIRST_PAUSE
 

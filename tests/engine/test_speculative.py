@@ -284,6 +284,12 @@ def test_lookup_guesses_what_followed_the_latest_match_longest_first():
 
 def test_draft_length_shrinks_on_misses_grows_on_hits_and_pauses_when_it_does_not_pay():
     n = DraftLength(n_max=16)
+    assert n.next() == 4  # a short first guess
+    n.update(4, 4)
+    assert n.next() == 8
+    n.update(8, 8)
+    assert n.next() == 16
+    n.update(16, 16)
     assert n.next() == 16
     n.update(16, 2)
     assert n.next() == 3
@@ -300,4 +306,8 @@ def test_draft_length_shrinks_on_misses_grows_on_hits_and_pauses_when_it_does_no
         if size:
             n.update(size, 0)
     assert sum(pauses) > 360  # failing guesses are tried ever more rarely
-    assert DraftLength(n_max=8, n_min=4).next() == 8
+    assert DraftLength(n_max=8, n_min=6).next() == 6
+    two_misses = DraftLength(n_max=8)
+    two_misses.update(4, 0)
+    two_misses.update(two_misses.next(), 0)
+    assert two_misses.next() == 0  # paused
