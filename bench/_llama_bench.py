@@ -69,11 +69,13 @@ class LlamaBench:
         timeout: float = 900,
         n_gpu_layers: int = 0,
         lib_dir: Path | None = None,
+        n_depth: int = 0,
     ) -> dict[str, float]:
         """One llama-bench invocation: pp<n_prompt> and tg<n_gen> tok/s, the median of its
-        `repetitions` (after llama-bench's own warm-up run). `lib_dir` runs it on another
-        build's libllama/libggml (the same sources, e.g. the installed CUDA wheel's): found
-        first through LD_LIBRARY_PATH, so a CPU-built llama-bench measures a GPU build."""
+        `repetitions` (after llama-bench's own warm-up run), with `n_depth` tokens already
+        in the context (`-d`). `lib_dir` runs it on another build's libllama/libggml (the
+        same sources, e.g. the installed CUDA wheel's): found first through
+        LD_LIBRARY_PATH, so a CPU-built llama-bench measures a GPU build."""
         cmd = [
             str(self.path),
             "-m", str(model),
@@ -90,6 +92,8 @@ class LlamaBench:
             "-r", str(repetitions),
             "-o", "json",
         ]  # fmt: skip
+        if n_depth:
+            cmd += ["-d", str(n_depth)]
         env = None
         if lib_dir is not None:
             old = os.environ.get("LD_LIBRARY_PATH")
