@@ -574,7 +574,7 @@ class ModelHost:
         slot.state = "crashed"
         self._wake_idle_waiters(slot)
         self._spawn(self._run(slot.sup.shutdown, 1.0))  # joins the reader, removes its log
-        self._emit(ModelUnloaded(slot.model, "crash", crash.message))
+        self._emit(ModelUnloaded(slot.model, "crash", crash.message, crash))
 
     def _emit(self, event: Any) -> None:
         for callback in list(self._subscribers):

@@ -61,6 +61,7 @@ class ModelUnloaded:
     model: str
     reason: str
     message: str = ""
+    crash: Crashed | None = None  # reason "crash": how the worker died (the banner's facts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -212,8 +212,12 @@ def _install_startup_probe(qapp, window, mode: str) -> None:
             import psutil
 
             # Let the start-up work settle (library scan, first memory reading).
-            def measure() -> None:
-                report(worker_rss=psutil.Process(ready.pid).memory_info().rss)
+            def measure() -> None:  # no model: the first worker has stopped again (0)
+                try:
+                    rss = psutil.Process(ready.pid).memory_info().rss
+                except psutil.NoSuchProcess:
+                    rss = 0
+                report(worker_rss=rss)
 
             QTimer.singleShot(1500, measure)
 

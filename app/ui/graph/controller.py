@@ -180,6 +180,7 @@ class GraphController(QObject):
         w, e = self.window, self.window.engine
         w.started.connect(self.start)
         e.ready.connect(self._on_ready)
+        e.worker_started.connect(self._on_ready)
         e.loaded.connect(self._on_loaded)
         e.unloaded.connect(self._on_unloaded)
         e.crashed.connect(self._on_crashed)
