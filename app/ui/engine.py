@@ -75,11 +75,15 @@ class EngineClient(QObject):
     log_line = Signal(object)  # protocol.Log
     context_grown = Signal(object)  # protocol.ContextGrown (loaded_model already updated)
     context_limited = Signal(object)  # protocol.ContextLimited
+    models_changed = Signal()  # a model was loaded or unloaded (ps() has the rows)
+    active_changed = Signal(object)  # loaded_model now points at this Loaded (or None)
+    message = Signal(str)  # a passing note for the status bar (what admission unloaded)
 
     def __init__(self, in_process: bool = False, parent: QObject | None = None):
         super().__init__(parent)
         self.in_process = in_process
         self.state = EngineState.STARTING
+        # The model the window talks to (the last loaded, or the shown chat's): loaded_model.
         self.loaded_model: p.Loaded | None = None
         self.models: dict[str, p.Loaded] = {}  # every model loaded for the window, by path
         self.loading: p.Load | None = None
@@ -144,12 +148,30 @@ class EngineClient(QObject):
         cmd = p.Load(os.fspath(path), settings)
         self.loading = self.last_load = cmd
         self._set_state(EngineState.LOADING)
-        self._host.call(self._host.load, cmd.request_id, cmd.path, settings, True)
+        self._host.call(self._host.load, cmd.request_id, cmd.path, settings)
         return cmd.request_id
 
-    def unload(self) -> None:
-        if self._running() and self.loaded_model is not None:
-            self._host.call(self._host.unload, self.loaded_model.path)
+    def unload(self, path: str | None = None) -> None:
+        """Unload `path` (default: the model the window talks to); the others stay."""
+        if path is None and self.loaded_model is not None:
+            path = self.loaded_model.path
+        if self._running() and path is not None:
+            self._host.call(self._host.unload, os.path.realpath(path))
+
+    def loaded_as(self, path: str | None) -> p.Loaded | None:
+        """The Loaded of `path` if the host holds it for the window."""
+        return self.models.get(os.path.realpath(path)) if path else None
+
+    def use(self, path: str | None) -> bool:
+        """Talk to `path` from now on (a chat on that model was shown), if it is loaded."""
+        loaded = self.loaded_as(path)
+        if loaded is None or loaded is self.loaded_model:
+            return loaded is not None
+        self.loaded_model = loaded
+        if self.state in (EngineState.READY, EngineState.NO_MODEL):
+            self._set_state(EngineState.READY)
+        self.active_changed.emit(loaded)
+        return True
 
     def generate(
         self, messages, sampling: SamplingSettings, continue_last: bool = False
@@ -252,18 +274,24 @@ class EngineClient(QObject):
         self.loaded_model = done.loaded
         self.loaded_at = time.time()
         self._set_state(EngineState.READY if not self.generating else EngineState.GENERATING)
+        for note in done.notes:
+            self.message.emit(note)
         self.loaded.emit(done.loaded)
+        self.models_changed.emit()
 
     def _on_unloaded(self, ev) -> None:
-        self.models.pop(ev.model, None)
+        if self.models.pop(ev.model, None) is not None:
+            self.models_changed.emit()
         self.pids.pop(ev.model, None)
         active = self.loaded_model is not None and self.loaded_model.path == ev.model
         if ev.reason == "crash" and ev.crash is not None:
             if active:
                 self._on_crashed(ev.crash)
+            else:  # another model's worker died: its chats say so when shown
+                self.message.emit(f"{os.path.basename(ev.model)}: {ev.crash.message}")
             return
-        if not active or ev.reason in ("reload", "replace", "shutdown"):
-            return  # the load that replaces it says what comes next
+        if not active or ev.reason in ("reload", "shutdown"):
+            return  # a reload's Loaded says what comes next
         self.loaded_model = None
         self._set_state(EngineState.LOADING if self.loading else EngineState.NO_MODEL)
         self.unloaded.emit()

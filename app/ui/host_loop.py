@@ -151,19 +151,14 @@ class HostLoop:
 
     # --- commands (coroutines on the loop) --------------------------------------------
 
-    async def load(self, rid: str, path: str, settings: LoadSettings, alone: bool) -> None:
-        """Load (pinned: the window's loads stay until unloaded). alone: unload the window's
-        other models first (one model at a time)."""
+    async def load(self, rid: str, path: str, settings: LoadSettings) -> None:
+        """Load beside the models already loaded (the host's memory admission decides);
+        pinned: the window's loads stay until unloaded."""
         task = asyncio.current_task()
         self._loads[rid] = task
         try:
             if rid in self._cancelled:
                 raise asyncio.CancelledError
-            mid = ModelHost.model_id(path)
-            if alone:
-                for row in self.host.ps():
-                    if row.model != mid:
-                        await self.host.unload(row.model, "replace")
             done = await self.host.ensure_loaded(path, settings, pinned=True)
             self._snapshot()
             self._send(LoadDone(rid, done.model, done.loaded, done.notes))

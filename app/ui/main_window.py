@@ -210,7 +210,9 @@ class MainWindow(QMainWindow):
     def _connect_settings_panel(self) -> None:
         p = self.settings_panel
         p.load_requested.connect(self.load_current)
-        p.unload_requested.connect(self.engine.unload)
+        p.unload_requested.connect(
+            lambda: self.engine.unload(self.current.path if self.current else None)
+        )
         p.cancel_load_requested.connect(
             lambda: self.engine.cancel(
                 self.engine.loading.request_id if self.engine.loading else None
@@ -293,6 +295,8 @@ class MainWindow(QMainWindow):
         e.error.connect(self._on_error)
         e.crashed.connect(self._on_crashed)
         e.ready.connect(lambda _r: self._update_state(e.state))
+        e.active_changed.connect(self._on_active_changed)
+        e.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
     # --- start-up and shutdown ------------------------------------------------------
 
@@ -507,12 +511,12 @@ class MainWindow(QMainWindow):
             self.settings_panel.set_loading(0.0)
 
     def toggle_load(self) -> None:
-        loaded = self.engine.loaded_model
-        if loaded is not None and self.current is not None and loaded.path == self.current.path:
+        loaded = self.engine.loaded_as(self.current.path if self.current else None)
+        if loaded is not None:
             if self.settings_panel.load_settings().normalized() != loaded.settings:
                 self.load_current()
             else:
-                self.engine.unload()
+                self.engine.unload(loaded.path)
         else:
             self.load_current()
 
@@ -572,6 +576,10 @@ class MainWindow(QMainWindow):
         self.banner.hide()
         self.notice.hide()
         BackgroundOp(self, lambda: self.library().mark_used(loaded.path)).run()
+
+    def _on_active_changed(self, loaded: Loaded) -> None:
+        self.settings_panel.set_loaded(loaded.path, loaded.settings)
+        self._update_state(self.engine.state)
 
     def _on_unloaded(self) -> None:
         self.settings_panel.set_loaded(None, None)

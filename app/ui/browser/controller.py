@@ -22,6 +22,7 @@ from app.ui.background import BackgroundOp
 from app.ui.browser.discover import DiscoverPage
 from app.ui.browser.downloads_view import DownloadsPanel
 from app.ui.browser.library_view import LibraryPanel, open_folder
+from app.ui.browser.loaded_view import LoadedModelsView
 from app.ui.browser.queue import DownloadQueue
 from app.ui.browser.token_dialog import TokenDialog
 from app.ui.theme import ui_icon
@@ -97,6 +98,8 @@ class BrowserController(QObject):
         panel.open_file_requested.connect(w.open_dialog)
         panel.changed.connect(self.refresh_library)
         panel.message.connect(lambda text: w.statusBar().showMessage(text, 8000))
+        self.loaded_view = LoadedModelsView(panel)
+        panel.layout().insertWidget(2, self.loaded_view)  # under the filter and the notice
         # Two-line rows want a wider dock than the old one-line list, and the library is
         # the list people use most: give it more of the left column than the chats.
         w.resizeDocks([w.models_dock], [270], Qt.Orientation.Horizontal)
@@ -139,6 +142,9 @@ class BrowserController(QObject):
         e.loaded.connect(lambda loaded: self.library_panel.set_loaded(loaded.path))
         e.unloaded.connect(lambda: self.library_panel.set_loaded(None))
         e.crashed.connect(lambda _c: self.library_panel.set_loaded(None))
+        e.active_changed.connect(lambda loaded: self.library_panel.set_loaded(loaded.path))
+        e.models_changed.connect(lambda: self.loaded_view.set_rows(e.ps()))
+        self.loaded_view.unload_requested.connect(e.unload)
         self.queue.event.connect(self._on_queue_event)
         self._library_changed.connect(self._on_library_changed)
         manager = QApplication.instance().findChild(QObject, "hearth-theme-manager")

@@ -69,6 +69,9 @@ class ModelNoticeController(QObject):
         self.engine.state_changed.connect(self.update)
         self.engine.loaded.connect(self.update)
         self.engine.unloaded.connect(self.update)
+        self.engine.active_changed.connect(self.update)
+        # A chat talks to the model its conversation uses, when that model is loaded.
+        pane.conversation_shown.connect(self._use_conversation_model)
         pane.conversation_shown.connect(self.update)
         pane.reply_finished.connect(self.update)
         self.update()
@@ -94,6 +97,11 @@ class ModelNoticeController(QObject):
             self._show("No model is loaded.", last, _name(last))
         else:
             self.notice.hide()
+
+    def _use_conversation_model(self, *_args) -> None:
+        c = self.pane.conversation
+        if c is not None and c.model_path:
+            self.engine.use(c.model_path)
 
     def _last(self) -> str | None:
         return self._last_model() if self._last_model is not None else None

@@ -129,6 +129,7 @@ class ChatPane(QObject):
         e.error.connect(self._on_engine_error)
         e.crashed.connect(self._on_engine_crashed)
         e.loaded.connect(self._on_engine_loaded)
+        e.active_changed.connect(self._on_engine_active_changed)
         e.state_changed.connect(self._on_engine_state_changed)
         c.send_requested.connect(self.send)
         c.stop_requested.connect(self.stop)
@@ -634,6 +635,11 @@ class ChatPane(QObject):
         if not self.fit.retry_after_load():
             self._refresh_meter()
         self.composer.edit.setFocus()
+
+    def _on_engine_active_changed(self, _loaded: Loaded) -> None:
+        self._show_header()
+        self._show_empty_state()
+        self._refresh_meter()
 
     # -- actions on messages -------------------------------------------------------------
 
