@@ -8,20 +8,12 @@ import pytest
 from app.engine.applied import flash_attn_from_log, kv_types_from_log, read_applied
 from app.engine.protocol import Applied, Error, Loaded
 from app.engine.settings import LoadSettings
-from app.engine.supervisor import Supervisor, wait_for
+from app.engine.supervisor import wait_for
 
 KV_LINE = (
     "llama_kv_cache: size =    1.00 MiB (  1024 cells,   2 layers,  1/1 seqs), "
     "K (q8_0):    0.27 MiB, V (f16):    0.50 MiB"
 )
-
-
-@pytest.fixture(scope="module")
-def sup():
-    s = Supervisor()
-    s.start()
-    yield s
-    s.shutdown()
 
 
 def _load(sup, path, settings: LoadSettings) -> Loaded:

@@ -36,14 +36,6 @@ def prompt_of(n_tokens: int) -> str:
     return " ".join(chr(97 + i % 26) for i in range(n_tokens - 1))
 
 
-@pytest.fixture(scope="module")
-def sup():
-    s = Supervisor()
-    s.start()
-    yield s
-    s.shutdown()
-
-
 def run(sup: Supervisor, rid: str) -> tuple[object, list[object]]:
     seen: list[object] = []
     end = wait_for(sup, rid, timeout=300, on_event=seen.append)

@@ -38,14 +38,6 @@ HELLO = (ChatMessage("user", "Hello there"),)
 
 
 @pytest.fixture(scope="module")
-def sup():
-    s = Supervisor()
-    s.start()
-    yield s
-    s.shutdown()
-
-
-@pytest.fixture(scope="module")
 def big_model(tmp_path_factory):
     """~110 MB f32 bigram model: slow enough to load without mmap and to cancel mid-prompt."""
     path = tmp_path_factory.mktemp("big") / "big-bigram.gguf"

@@ -30,14 +30,6 @@ DRAFT_SPEC = dict(n_layers=1, n_embd=64, n_head=1, n_head_kv=1, n_ff=128)
 
 
 @pytest.fixture(scope="module")
-def sup():
-    s = Supervisor()
-    s.start()
-    yield s
-    s.shutdown()
-
-
-@pytest.fixture(scope="module")
 def draft_model(models_dir):
     """A 1-layer bigram draft with the target's vocabulary: it agrees with every bigram target."""
     return testmodels.write_model(models_dir / "spec" / "draft.gguf", **DRAFT_SPEC)
