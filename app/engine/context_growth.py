@@ -209,28 +209,15 @@ class ContextGrowth:
     def can_grow_to(self, n_needed: int) -> bool:
         """True if `n_needed` tokens fit now or after a growth that memory allows (no
         allocation). A refusal is reported once and sticks for the rest of the request."""
-        if n_needed <= self.n_ctx:
-            return True
-        if self.refused or self.growths >= MAX_GROWTHS_PER_REQUEST:
-            return False
-        self._free_now = self.free()
-        size, why = self.plan(n_needed)
-        if size is None:
-            self._refuse(n_needed, why)
-            return False
-        return True
+        return n_needed <= self.n_ctx or self._growth_size(n_needed) is not None
 
     def ensure_capacity(self, n_needed: int) -> bool:
         """Make the context hold at least `n_needed` tokens, growing it if it must and may.
         True when it does. Any decode loop can call this before it evaluates tokens."""
         if n_needed <= self.n_ctx:
             return True
-        if self.refused or self.growths >= MAX_GROWTHS_PER_REQUEST:
-            return False
-        self._free_now = self.free()
-        size, why = self.plan(n_needed)
+        size = self._growth_size(n_needed)
         if size is None:
-            self._refuse(n_needed, why)
             return False
         self.growths += 1
         try:
@@ -240,6 +227,17 @@ class ContextGrowth:
             self._refuse(n_needed, f"The context could not grow to {size:,} tokens: {e}")
             return False
         return self.n_ctx >= n_needed
+
+    def _growth_size(self, n_needed: int) -> int | None:
+        """The size a growth to `n_needed` tokens would take, or None (refused, and said
+        once) when the cap, an earlier refusal or the free memory rules it out."""
+        if self.refused or self.growths >= MAX_GROWTHS_PER_REQUEST:
+            return None
+        self._free_now = self.free()
+        size, why = self.plan(n_needed)
+        if size is None:
+            self._refuse(n_needed, why)
+        return size
 
     def _refuse(self, n_needed: int, message: str) -> None:
         self.refused = True
