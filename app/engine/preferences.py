@@ -10,6 +10,7 @@ versioned and written atomically; a damaged file is set aside and the defaults u
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import threading
 from dataclasses import dataclass, field, fields
@@ -32,7 +33,10 @@ class Pref:
     description: str
     group: str
     choices: dict[Any, str] | None = None  # value -> what the user reads
-    kind: str = ""  # "folder": a path chosen with a folder dialog ("" means the default)
+    # "folder": a path chosen with a folder dialog ("" means the default); "secret": typed
+    # hidden; "words": a list of words, typed separated by spaces or commas.
+    kind: str = ""
+    bounds: tuple[int, int] | None = None  # an int's lowest and highest value
 
 
 def _pref(default: Any, /, **kw: Any) -> Any:
@@ -68,6 +72,37 @@ class Preferences:
         "the host keeps loaded. 20-30 % suits a small machine that runs other programs.",
     )  # fmt: skip
 
+    # --- the window's local API (app/ui/api_toggle.py); `hearth serve` takes flags instead
+    api_enabled: bool = _pref(
+        False, label="Serve the local API", group="Local API",
+        description="Let other programs (editors, agents, Open WebUI, the openai and ollama "
+        "clients) use the models through OpenAI- and Ollama-compatible HTTP, sharing the "
+        "models loaded here.",
+    )  # fmt: skip
+    api_port: int = _pref(
+        11435, label="Port", group="Local API", bounds=(1, 65535),
+        description="The TCP port the API listens on (Ollama uses 11434).",
+    )  # fmt: skip
+    api_host: str = _pref(
+        "127.0.0.1", label="Address", group="Local API",
+        description="127.0.0.1: this machine only. 0.0.0.0 (or this machine's network "
+        "address) lets other machines use your models: set a token then.",
+    )  # fmt: skip
+    api_token: str = _pref(
+        "", label="Token", group="Local API", kind="secret",
+        description="When set, every request needs 'Authorization: Bearer TOKEN'.",
+    )  # fmt: skip
+    api_allow_origins: str = _pref(
+        "", label="Allowed web pages", group="Local API", kind="words",
+        description="Origins of web pages that may call the API from a browser, separated by "
+        "spaces (like https://example.com or http://localhost:*). Empty: none.",
+    )  # fmt: skip
+
+    @property
+    def api_origins(self) -> tuple[str, ...]:
+        """The allowed origins as a tuple (AccessPolicy's `allow_origins`)."""
+        return words(self.api_allow_origins)
+
     @property
     def headroom(self) -> float:
         """The memory headroom as a fraction: memory.py's `headroom` argument."""
@@ -77,6 +112,11 @@ class Preferences:
 def declared() -> list[tuple[str, Pref, Any]]:
     """(name, declaration, default) of every preference, in declaration order."""
     return [(f.name, f.metadata["pref"], f.default) for f in fields(Preferences)]
+
+
+def words(text: str) -> tuple[str, ...]:
+    """A "words" preference's items: split at spaces and commas."""
+    return tuple(w for w in text.replace(",", " ").split() if w)
 
 
 def validate(name: str, value: Any) -> str | None:
@@ -91,6 +131,37 @@ def validate(name: str, value: Any) -> str | None:
         return f"{pref.label} must be one of: {', '.join(map(str, pref.choices))}."
     if pref.kind == "folder" and value and not os.path.isabs(os.path.expanduser(value)):
         return f"{pref.label} must be a full path (like {Path.home() / 'models'})."
+    if pref.bounds is not None and not pref.bounds[0] <= value <= pref.bounds[1]:
+        return f"{pref.label} must be from {pref.bounds[0]} to {pref.bounds[1]}, not {value}."
+    return _check_api(name, value)
+
+
+def _port_in(host: str) -> bool:
+    """'127.0.0.1:80' or 'name:80' (an IPv6 address has colons of its own)."""
+    if ":" not in host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False
+
+
+def _check_api(name: str, value: Any) -> str | None:
+    """The API's address and origins: what a bind or a browser's Origin could never match."""
+    if name == "api_host" and (
+        not value or any(c.isspace() or c in "/@?#[]" for c in value) or _port_in(value)
+    ):
+        return "Address must be a host name or IP address like 127.0.0.1 or ::1, without a port."
+    if name == "api_allow_origins":
+        for origin in words(value):
+            if origin != "*" and "://" not in origin:
+                return (
+                    f"'{origin}' is not a web page's origin: write it with its scheme, like "
+                    "https://example.com or http://localhost:*."
+                )
+    if name == "api_token" and any(c.isspace() for c in value):
+        return "Token cannot contain spaces (clients send it in an HTTP header)."
     return None
 
 

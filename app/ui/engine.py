@@ -78,6 +78,9 @@ class EngineClient(QObject):
     models_changed = Signal()  # a model was loaded or unloaded (ps() has the rows)
     active_changed = Signal(object)  # loaded_model now points at this Loaded (or None)
     message = Signal(str)  # a passing note for the status bar (what admission unloaded)
+    # host_types.RequestStarted / RequestFinished of a request that is not the window's
+    # (an API client's): the graph marks them.
+    other_request = Signal(object)
 
     def __init__(self, in_process: bool = False, parent: QObject | None = None):
         super().__init__(parent)
@@ -104,6 +107,11 @@ class EngineClient(QObject):
         if m is None and self.loading is not None:
             m = os.path.realpath(self.loading.path)
         return self.pids.get(m) if m else None
+
+    @property
+    def host_loop(self):
+        """The host_loop.HostLoop once the engine started (its host and loop serve the API)."""
+        return self._host
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -224,7 +232,12 @@ class EngineClient(QObject):
         return EngineState.READY if self.loaded_model else EngineState.NO_MODEL
 
     def _on_event(self, ev: Any) -> None:
-        from app.engine.host_types import ModelUnloaded
+        from app.engine.host_types import (
+            ModelLoaded,
+            ModelUnloaded,
+            RequestFinished,
+            RequestStarted,
+        )
         from app.ui.host_loop import LoadDone, StartFailed, WorkerReady
 
         if isinstance(ev, p.Token):
@@ -244,6 +257,10 @@ class EngineClient(QObject):
             self._on_load_done(ev)
         elif isinstance(ev, ModelUnloaded):
             self._on_unloaded(ev)
+        elif isinstance(ev, ModelLoaded):  # by anyone (an API client too): the rows changed
+            self.models_changed.emit()
+        elif isinstance(ev, RequestStarted | RequestFinished):
+            self.other_request.emit(ev)
         elif isinstance(ev, p.LoadProgress):
             self.load_progress.emit(ev.request_id, ev.fraction)
         elif isinstance(ev, p.PromptProgress):
@@ -280,8 +297,8 @@ class EngineClient(QObject):
         self.models_changed.emit()
 
     def _on_unloaded(self, ev) -> None:
-        if self.models.pop(ev.model, None) is not None:
-            self.models_changed.emit()
+        self.models.pop(ev.model, None)
+        self.models_changed.emit()  # the window's model or another client's
         self.pids.pop(ev.model, None)
         active = self.loaded_model is not None and self.loaded_model.path == ev.model
         if ev.reason == "crash" and ev.crash is not None:

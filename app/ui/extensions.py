@@ -19,6 +19,7 @@ INSTALLERS: list[str] = [
     "app.ui.chat:install",
     "app.ui.browser:install",
     "app.ui.preferences:install",
+    "app.ui.api_toggle:install",
     "app.ui.logs:install",
     "app.ui.tune:install",
 ]

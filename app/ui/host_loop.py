@@ -86,6 +86,12 @@ class HostLoop:
         self._pending_rid: str | None = None
         self._pending: list[str] = []
         self._flush_handle: asyncio.TimerHandle | None = None
+        # Other clients of this host (the window's API server): their requests and loads
+        # are told apart from the window's by these sets, and `closers` (coroutine
+        # functions) stop them together with the host at quit.
+        self._mine: set[str] = set()  # the window's request ids, from submit to end
+        self._loading: set[str] = set()  # models the window is loading (host ids)
+        self.closers: list[Callable[[], Any]] = []
 
     # --- lifecycle (GUI thread) -------------------------------------------------------
 
@@ -128,7 +134,9 @@ class HostLoop:
     async def _close(self) -> None:
         if self._probe is not None:
             await asyncio.wait([self._probe])
-        await self.host.close()
+        # The host's close ends the open replies, so a server stopping beside it does not
+        # wait for its requests to time out.
+        await asyncio.gather(self.host.close(), *(close() for close in self.closers))
 
     def stop(self, timeout: float) -> None:
         """Unload every model and end the thread (the GUI waits here once, at quit)."""
@@ -156,6 +164,8 @@ class HostLoop:
         pinned: the window's loads stay until unloaded."""
         task = asyncio.current_task()
         self._loads[rid] = task
+        model = self.host.model_id(path)
+        self._loading.add(model)
         try:
             if rid in self._cancelled:
                 raise asyncio.CancelledError
@@ -172,15 +182,18 @@ class HostLoop:
                 self._send(p.Finished(rid, "error"))
         finally:
             self._loads.pop(rid, None)
+            self._loading.discard(model)
             self._cancelled.discard(rid)
             self._snapshot()
 
     async def submit(self, model: str, command: p.Generate | p.CountTokens) -> None:
         """Queue a request on `model` and relay its events and its end."""
         rid = command.request_id
+        self._mine.add(rid)
         try:
             req = await self.host.submit(model, command)
         except HostError as e:
+            self._mine.discard(rid)
             self._send(p.Error(str(e), rid, e.details))
             self._send(p.Finished(rid, "error"))
             return
@@ -191,6 +204,7 @@ class HostLoop:
             end = await req.result()
         finally:
             self._requests.pop(rid, None)
+            self._mine.discard(rid)
             self._cancelled.discard(rid)
         self._flush()
         if not isinstance(end, p.Crashed):  # the crash comes once, with ModelUnloaded
@@ -242,8 +256,13 @@ class HostLoop:
         elif isinstance(event, ModelUnloaded):
             self._snapshot()
             self._send(event)
-        elif isinstance(event, ModelLoaded | RequestStarted | RequestFinished):
+        elif isinstance(event, ModelLoaded):
             self._snapshot()
+            self._send(event)  # the Loaded list also shows what an API client loaded
+        elif isinstance(event, RequestStarted | RequestFinished):
+            self._snapshot()
+            if event.request_id not in self._mine:  # an API client's: the graph marks it
+                self._send(event)
 
     def _on_worker_event(self, model: str, ev: Any) -> None:
         rid = getattr(ev, "request_id", None)
@@ -256,15 +275,16 @@ class HostLoop:
                 self._pending_rid = rid
                 self._flush_handle = self.loop.call_later(FRAME_S, self._flush)
             self._pending.append(ev.text)
+        elif isinstance(ev, p.LoadProgress):
+            if model in self._loading:  # not a load an API client started
+                self._send(ev)
         elif isinstance(ev, p.Ready):
             self._send(WorkerReady(model, ev))
         elif isinstance(ev, p.Error):
             # A load's errors come back as the HostError of ensure_loaded (once).
             if rid is None or rid in self._requests:
                 self._send(ev)
-        elif isinstance(
-            ev, p.LoadProgress | p.Log | p.PromptProgress | p.ContextGrown | p.ContextLimited
-        ):
+        elif isinstance(ev, p.Log | p.PromptProgress | p.ContextGrown | p.ContextLimited):
             self._send(ev)
 
     def _flush(self) -> None:

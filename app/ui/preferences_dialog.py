@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -94,9 +95,20 @@ class PreferencesDialog(QDialog):
             choose.clicked.connect(lambda _c=False, n=name, e=editor: self._choose_folder(n, e))
             line.addWidget(editor, 1)
             line.addWidget(choose)
+        elif isinstance(value, int):
+            editor = QSpinBox(self)
+            editor.setRange(*(pref.bounds or (-(2**31), 2**31 - 1)))
+            editor.setValue(value)
+            editor.setKeyboardTracking(False)  # one change when typing ends, not per digit
+            editor.valueChanged.connect(lambda v, n=name: self._apply(n, v))
+            row = editor
         else:
             editor = QLineEdit(str(value), self)
-            editor.editingFinished.connect(lambda n=name, e=editor: self._apply(n, e.text()))
+            if pref.kind == "secret":
+                editor.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
+            editor.editingFinished.connect(
+                lambda n=name, e=editor: self._apply(n, e.text().strip())
+            )
             row = editor
         editor.setObjectName(f"pref_{name}")
         editor.setToolTip(pref.description)
@@ -136,6 +148,8 @@ class PreferencesDialog(QDialog):
             editor.setCurrentIndex(max(0, editor.findData(value)))
         elif isinstance(editor, QCheckBox):
             editor.setChecked(bool(value))
+        elif isinstance(editor, QSpinBox):
+            editor.setValue(value)
         elif isinstance(editor, QLineEdit) and editor.text() != str(value):
             editor.setText(str(value))
 

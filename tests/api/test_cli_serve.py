@@ -31,4 +31,4 @@ def test_a_port_in_use_is_one_line_and_exit_1(capsys):
         port = taken.getsockname()[1]
         assert main(["serve", "--port", str(port)]) == 1
     err = capsys.readouterr().err
-    assert f"cannot listen on 127.0.0.1:{port}" in err and "in use" in err
+    assert f"Port {port} on 127.0.0.1 is already in use" in err and "another port" in err

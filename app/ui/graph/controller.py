@@ -26,6 +26,7 @@ from app.ui.background import BackgroundOp
 from app.ui.graph import colours
 from app.ui.graph.markers import (
     TokenCounter,
+    api_label,
     crash_label,
     grown_label,
     loaded_label,
@@ -187,6 +188,7 @@ class GraphController(QObject):
         e.tokens.connect(self._on_tokens)
         e.finished.connect(self._on_finished)
         e.context_grown.connect(self._on_context_grown)
+        e.other_request.connect(self._on_api_request)
         panel = w.settings_panel
         panel.settings_edited.connect(self._on_settings_edited)
         panel.fit_changed.connect(self._on_fit_changed)
@@ -232,6 +234,9 @@ class GraphController(QObject):
             and (os.path.abspath(panel.model_path) == os.path.abspath(loaded.path))
         ):
             self._set_estimate(panel.fit, grown.n_ctx)  # the dashed line steps up too
+
+    def _on_api_request(self, event) -> None:
+        self._event("api", api_label(event))
 
     def _on_unloaded(self) -> None:
         self._event("unload", "unloaded")

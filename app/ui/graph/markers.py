@@ -41,6 +41,14 @@ def loaded_detail(loaded: Loaded) -> str:
     return os.path.basename(loaded.path)
 
 
+def api_label(event) -> str:
+    """An API client's request on the host: 'API → name' when it starts, 'API ✓ name
+    (stop)' when it ends (host_types.RequestStarted / RequestFinished)."""
+    name = os.path.basename(event.model).removesuffix(".gguf")
+    reason = getattr(event, "reason", None)
+    return f"API → {name}" if reason is None else f"API ✓ {name} ({reason})"
+
+
 def crash_label(crash: Crashed) -> str:
     """'crashed (SIGSEGV)', 'crashed (exit 3)' or 'crashed'."""
     if crash.signal:

@@ -6,8 +6,8 @@ Rows, top to bottom, share one time axis (wall-clock ticks on the last row only)
     Load        CPU % (whole machine, Hearth, worker), GPU load per GPU (0-100)
     Generation  live tok/s while a reply streams; one point per finished reply (exact)
     Prompt      prompt tok/s per request (left axis), time to first token (right axis)
-Vertical dashed lines mark events (load, unload, crash, settings change), labelled on the
-top row. Right of each row, a readout doubles as the legend: the colour of each series and
+Vertical dashed lines mark events (load, unload, crash, settings change, API requests),
+labelled on the top row. Right of each row, a readout doubles as the legend: the colour of each series and
 its value now, or at the crosshair while the mouse is over the plots.
 
 Every curve is created once (a GPU's when its series first appear) and fed with setData
@@ -58,7 +58,7 @@ READOUT_W = 190  # px of the readout column right of the plots
 AXIS_W = 64  # px of each left axis, the same on every row so the plots line up
 RIGHT_W = 46
 MARKER_KEYS = {"load": "success", "unload": "muted", "crash": "danger", "settings": "info",
-               "context": "info"}  # fmt: skip
+               "context": "info", "api": "warning"}  # fmt: skip
 
 
 @dataclass(frozen=True)
