@@ -1,8 +1,10 @@
-"""`hearth ps`: the models a running Hearth (the window, or later `hearth serve`) has loaded.
+"""`hearth ps`: the models the running Hearths (the window, each `hearth serve`) have loaded.
 
-Asks over the local control channel (app/control.py) and prints a table, or the rows as
-JSON with --json. Exit codes: 0 answered (even with nothing loaded), 1 no Hearth running or
-no answer.
+Asks over the local control channels (app/control.py: the window's single-instance socket,
+and the socket each `hearth serve` opens beside it) and prints a table per Hearth, or every
+row as JSON with --json (each row's `server` says which: {"kind": "window"} or {"kind":
+"serve", "url", "pid"}). Exit codes: 0 one answered (even with nothing loaded), 1 none
+running or none answered.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+from typing import Any
 
 from app.cli import EXIT_FAIL, EXIT_OK
 
@@ -22,27 +25,53 @@ def configure_ps(parser: argparse.ArgumentParser) -> None:
 def run_ps(args: argparse.Namespace) -> int:
     from app import control
 
+    sources: list[tuple[str, list[dict]]] = []  # (who answered, rows)
     try:
         answer = control.ask({"ps": True})
     except (OSError, ValueError) as e:
-        print(f"error: a Hearth is running but did not answer: {e}", file=sys.stderr)
+        print(f"error: the Hearth window is running but did not answer: {e}", file=sys.stderr)
+        answer, failed = None, True
+    else:
+        failed = False
+    if answer is not None:
+        sources.append(("The window", _rows(answer, {"kind": "window"})))
+    for pid, path in control.serve_paths():
+        try:
+            answer = control.ask({"ps": True}, path=path)
+        except (OSError, ValueError) as e:
+            print(f"error: `hearth serve` (pid {pid}) did not answer: {e}", file=sys.stderr)
+            failed = True
+            continue
+        if answer is None:  # it stopped meanwhile
+            continue
+        server = answer.get("server") or {"kind": "serve", "pid": pid}
+        label = f"hearth serve on {server.get('url', '?')} (pid {server.get('pid', pid)})"
+        sources.append((label, _rows(answer, server)))
+    if not sources:
+        if not failed:
+            print(
+                "No Hearth is running for this user and configuration folder: start the "
+                "window (`hearth`) or `hearth serve`, then ask again.",
+                file=sys.stderr,
+            )
         return EXIT_FAIL
-    if answer is None:
-        print(
-            "No Hearth is running for this user and configuration folder: start the window "
-            "(`hearth`), then ask again.",
-            file=sys.stderr,
-        )
-        return EXIT_FAIL
-    rows = answer.get("models", []) if isinstance(answer, dict) else []
     if args.json:
+        rows = [row for _label, rows in sources for row in rows]
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return EXIT_OK
-    if not rows:
-        print("No model is loaded.")
-        return EXIT_OK
-    print(table(rows))
+    # One table per Hearth that answered; headed by who it is when that is not plain.
+    headed = len(sources) > 1 or sources[0][0] != "The window"
+    for n, (label, rows) in enumerate(sources):
+        if headed:
+            print(("\n" if n else "") + label + ":")
+        print(table(rows) if rows else "No model is loaded.")
     return EXIT_OK
+
+
+def _rows(answer: Any, server: dict) -> list[dict]:
+    """The rows of one answer, each saying which Hearth holds it (`server`)."""
+    rows = answer.get("models", []) if isinstance(answer, dict) else []
+    return [dict(row, server=server) for row in rows if isinstance(row, dict)]
 
 
 def table(rows: list[dict], now: float | None = None) -> str:

@@ -102,9 +102,9 @@ async def _serve(args: argparse.Namespace, keep_alive: float) -> int:
     try:
         await server.start()
     except OSError as e:
-        print(
-            f"error: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr
-        )
+        from app.api.switch import listen_error
+
+        print(f"error: {listen_error(e, args.host, args.port)}", file=sys.stderr)
         await host.close()
         return EXIT_FAIL
     if not policy.loopback_only:
@@ -113,6 +113,10 @@ async def _serve(args: argparse.Namespace, keep_alive: float) -> int:
             "models" + ("." if policy.token else ", and no --token is set."),
             file=sys.stderr,
         )
+    from app.api.control_socket import ControlSocket
+
+    control = ControlSocket(host, server.url)  # `hearth ps` asks here
+    await control.start()
     print(
         f"Hearth API listening on {server.url} (OpenAI: {server.url}/v1, Ollama: {server.url}). "
         "Ctrl+C stops.",
@@ -130,6 +134,6 @@ async def _serve(args: argparse.Namespace, keep_alive: float) -> int:
             loop.remove_signal_handler(sig)
         print("Stopping…", file=sys.stderr, flush=True)
         # The host's shutdown ends the open replies; the server stops listening meanwhile.
-        await asyncio.gather(server.stop(), host.close())
+        await asyncio.gather(server.stop(), host.close(), control.close())
     print("Stopped.", file=sys.stderr, flush=True)
     return EXIT_OK

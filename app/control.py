@@ -8,8 +8,13 @@ meets the user's. Each message is one JSON line and gets one line back:
     {"files": [PATH, ...]}   -> "ok"                  open these models' cards
     {"ps": true}             -> {"models": [ROW, ...]} the loaded models (ModelStatus.to_dict)
 
-`hearth ps` asks through `ask()`, a plain socket client, so the CLI never loads Qt. A
-headless server (`hearth serve`) can answer the same messages on the same name.
+`hearth ps` asks through `ask()`, a plain socket client, so the CLI never loads Qt.
+
+A headless server (`hearth serve`, app/api/control_socket.py) answers `{"ps": true}` too, on
+a socket of its own beside the window's: `serve_path()` (the window's path + "-serve-PID"),
+so several servers and a window can run at once for one config folder and `hearth ps` finds
+each of them with `serve_paths()`, whatever port or token they serve with. POSIX only: on
+Windows asyncio has no public named-pipe server, and `hearth serve` does not register.
 
 The window's start-up imports `server_name` before its first paint, so json, socket and
 tempfile are imported only where a message is sent.
@@ -61,13 +66,16 @@ def socket_path(name: str) -> str:
     return os.path.join(os.environ.get("TMPDIR") or tempfile.gettempdir(), name)
 
 
-def ask(message: dict[str, Any], name: str | None = None, timeout: float = 10.0) -> Any:
-    """Send one message to the running Hearth and return its decoded answer; None when no
-    Hearth is listening. Raises OSError when one listens but does not answer in time."""
+def ask(
+    message: dict[str, Any], name: str | None = None, timeout: float = 10.0, path: str = ""
+) -> Any:
+    """Send one message to the running Hearth (or to the socket at `path`) and return its
+    decoded answer; None when nothing listens. Raises OSError when one listens but does
+    not answer in time."""
     import json
     import socket
 
-    path = socket_path(name or server_name())
+    path = path or socket_path(name or server_name())
     line = json.dumps(message).encode() + b"\n"
     if os.name != "posix":
         try:
@@ -101,3 +109,47 @@ def _decode(reply: bytes) -> Any:
     if not reply.endswith(b"\n"):
         raise OSError("the running Hearth closed the connection without an answer")
     return json.loads(reply)
+
+
+SERVE_MARK = "-serve-"
+
+
+def serve_path(pid: int | None = None) -> str:
+    """Where `hearth serve` (process `pid`, default this one) answers control messages."""
+    return f"{socket_path(server_name())}{SERVE_MARK}{pid if pid is not None else os.getpid()}"
+
+
+def serve_paths() -> list[tuple[int, str]]:
+    """(pid, socket path) of every `hearth serve` registered for this user and config folder
+    whose process is alive; the files of servers that died without cleaning up are removed."""
+    if os.name != "posix":
+        return []
+    folder, prefix = os.path.split(socket_path(server_name()))
+    prefix += SERVE_MARK
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return []
+    found = []
+    for name in sorted(names):
+        if not name.startswith(prefix) or not name[len(prefix) :].isdigit():
+            continue
+        pid, path = int(name[len(prefix) :]), os.path.join(folder, name)
+        if _alive(pid):
+            found.append((pid, path))
+        else:
+            try:
+                os.unlink(path)  # left by a server that was killed
+            except OSError:
+                pass
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process reuses the pid: not ours, but alive
+        return True
+    return True
