@@ -1,25 +1,31 @@
-"""The local API's cost: streamed tok/s as an OpenAI client receives it vs `hearth run`,
-time to first token, and 16 concurrent clients on two models.
+"""The local API's cost: streamed tok/s as an OpenAI client receives it via Hearth's API vs
+`hearth run` vs llama-cpp-python's own server, time to first token, and 16 concurrent
+clients on two models.
 
     .venv/bin/python bench/api.py [--tokens 256] [--rounds 5] [--clients 16] [--seconds 20]
 
 Generates once (bench/.cache) two 17 MB Q8_0 bigram models (6 layers, n_embd 512: greedy
 decoding never ends on its own, so every reply has exactly --tokens tokens). A small model
-decodes fast, so what the API adds per token weighs more than it would on a real model. Starts `hearth serve` on a free port with its own
-HEARTH_HOME, then in interleaved rounds (A, B, A, B ...; medians, ratios of the same round,
-so a loaded machine disturbs both sides alike):
+decodes fast, so what a server adds per token weighs more than it would on a real model.
+Starts `hearth serve` on a free port with its own HEARTH_HOME, and `python -m
+llama_cpp.server` on the same model file with the same settings (n_ctx 4096, one thread,
+f16 KV, no flash attention), then in interleaved rounds (A, B, C, A, B, C ...; medians, and
+ratios within each round, so a loaded machine disturbs every side alike):
 
-* API: `openai` client, chat completion streamed with include_usage; tok/s from the first
-  to the last content chunk as the client receives them, TTFT of a warm model;
+* Hearth API: `openai` client, chat completion streamed with include_usage; tok/s from the
+  first to the last content chunk as the client receives them, TTFT of a warm model;
 * hearth run: the same model, prompt and settings in a subprocess; tok/s from the first to
-  the last byte of its stdout (tokens are flushed as they come).
+  the last byte of its stdout (tokens are flushed as they come);
+* llama_cpp.server: the same `openai` request against its /v1 (it streams one chunk per
+  token; its usage, when it sends none, is the requested count, checked against
+  finish_reason "length").
 
-Then `--clients` threads, each alternating two models, send short chat requests for
-`--seconds`: requests served, p50 / p99 latency, errors (must be 0).
+Then `--clients` threads, each alternating two models, send short chat requests to Hearth's
+API for `--seconds`: requests served, p50 / p99 latency, errors (must be 0).
 
-llama-cpp-python's own server (`llama_cpp.server`) is not compared: it needs fastapi,
-uvicorn, sse-starlette, starlette-context and pydantic-settings, which Hearth does not
-declare.
+llama_cpp.server needs fastapi, uvicorn, sse-starlette, starlette-context and
+pydantic-settings, which Hearth itself does not use: `pip install -e '.[bench]'` (pyproject's
+`bench` extra). Without them, or with --no-llama-server, its column is left out.
 """
 
 from __future__ import annotations
@@ -105,11 +111,59 @@ class Server:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
+class LlamaServer:
+    """llama-cpp-python's own OpenAI-compatible server on one model file."""
+
+    def __init__(self, model: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+             "--model_alias", model.stem, "--host", "127.0.0.1", "--port", str(self.port),
+             "--n_ctx", "4096", "--n_batch", "512", "--n_threads", str(THREADS),
+             "--n_threads_batch", str(THREADS), "--flash_attn", "False", "--verbose", "False"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+        import httpx
+
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit("llama_cpp.server exited at start")
+            try:
+                if httpx.get(self.url + "/v1/models", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)  # polling a process we do not control; not a test
+        self.stop()
+        raise SystemExit("llama_cpp.server did not answer within 180 s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def has_llama_server() -> bool:
+    import importlib.util
+
+    return all(
+        importlib.util.find_spec(m) is not None
+        for m in ("fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
+    )
+
+
 def api_stream(client, model: str, n: int) -> tuple[float, float]:
     """(tok/s as received, TTFT s) of one streamed chat completion."""
     sent = time.perf_counter()
     stamps: list[float] = []
-    tokens = 0
+    tokens = None
+    finish = None
     stream = client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": PROMPT}], max_tokens=n,
         temperature=0, stream=True, stream_options={"include_usage": True},
@@ -117,9 +171,14 @@ def api_stream(client, model: str, n: int) -> tuple[float, float]:
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
             stamps.append(time.perf_counter())
+        if chunk.choices and chunk.choices[0].finish_reason:
+            finish = chunk.choices[0].finish_reason
         if chunk.usage is not None:
             tokens = chunk.usage.completion_tokens
-    assert tokens == n, f"the API returned {tokens} tokens, not {n}"
+    if tokens is None:  # a server without include_usage: it ran to max_tokens
+        assert finish == "length", f"the reply ended with {finish!r}, not 'length'"
+        tokens = n
+    assert tokens == n, f"the server returned {tokens} tokens, not {n}"
     return (tokens - 1) / (stamps[-1] - stamps[0]), stamps[0] - sent
 
 
@@ -196,56 +255,92 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--no-llama-server", action="store_true", help="leave llama_cpp.server out")
     args = parser.parse_args()
 
     import openai
 
+    with_llama = not args.no_llama_server and has_llama_server()
+    if not args.no_llama_server and not with_llama:
+        log("llama_cpp.server's packages are missing (pip install -e '.[bench]'): left out")
     ensure_models()
     model = SMALL["a"]
     server = Server()
+    llama = None
+    rows: dict[str, list[tuple[float, float]]] = {"api": [], "run": [], "llama": []}
     try:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=600)
         cold_started = time.perf_counter()
         api_stream(client, model.stem, 8)  # loads the model just in time
         cold = time.perf_counter() - cold_started
         api_stream(client, SMALL["b"].stem, 8)
-        api_tps, api_ttft, run_tps, run_first, ratios = [], [], [], [], []
+        if with_llama:
+            llama = LlamaServer(model)
+            llama_client = openai.OpenAI(
+                base_url=llama.url + "/v1", api_key="x", max_retries=0, timeout=600
+            )
+            api_stream(llama_client, model.stem, 8)  # warm, as Hearth's is
         for r in range(args.rounds):
-            a_tps, a_ttft = api_stream(client, model.stem, args.tokens)
-            b_tps, b_first = run_stream(model, args.tokens)
-            api_tps.append(a_tps)
-            api_ttft.append(a_ttft)
-            run_tps.append(b_tps)
-            run_first.append(b_first)
-            ratios.append(a_tps / b_tps)
-            log(f"round {r + 1}: API {a_tps:.1f} tok/s (TTFT {a_ttft * 1000:.0f} ms), "
-                f"hearth run {b_tps:.1f} tok/s")  # fmt: skip
+            rows["api"].append(api_stream(client, model.stem, args.tokens))
+            rows["run"].append(run_stream(model, args.tokens))
+            if llama is not None:
+                rows["llama"].append(api_stream(llama_client, model.stem, args.tokens))
+            line = ", ".join(
+                f"{name} {rows[key][-1][0]:.1f} tok/s"
+                for key, name in (("api", "API"), ("run", "hearth run"), ("llama", "llama_cpp"))
+                if rows[key]
+            )
+            log(f"round {r + 1}: {line}")
+        if llama is not None:
+            llama.stop()
+            llama = None
         log(f"{args.clients} clients for {args.seconds:.0f} s…")
         conc = concurrency(server.url, args.clients, args.seconds)
     finally:
         server.stop()
+        if llama is not None:
+            llama.stop()
+    print_tables(args, model, rows, cold, conc)
+    return 0 if conc["errors"] == 0 else 1
 
+
+def print_tables(args, model: Path, rows: dict, cold: float, conc: dict) -> None:
     med = statistics.median
+
+    def tps(key: str) -> float:
+        return med(t for t, _ in rows[key])
+
+    def first(key: str) -> float:
+        return med(f for _, f in rows[key]) * 1000
+
     cmd = "python bench/api.py " + " ".join(sys.argv[1:])
     print(f"`{cmd.strip()}` — {model.name}, {args.tokens} tokens a reply, {args.rounds} rounds\n")
     print("| | streamed tok/s (median) | first token |")
     print("|---|---:|---:|")
     print(
-        f"| API, `openai` client (warm model) | {med(api_tps):.1f} | {med(api_ttft) * 1000:.0f} ms |"
+        f"| Hearth API, `openai` client (warm model) | {tps('api'):.1f} | {first('api'):.0f} ms |"
     )
-    print(f"| API, first request (loads the model) | | {cold * 1000:.0f} ms |")
+    print(f"| Hearth API, first request (loads the model) | | {cold * 1000:.0f} ms |")
+    print(f"| `hearth run` (process start + load) | {tps('run'):.1f} | {first('run'):.0f} ms |")
+    if rows["llama"]:
+        print(f"| llama_cpp.server, `openai` client (warm model) | {tps('llama'):.1f} | "
+              f"{first('llama'):.0f} ms |")  # fmt: skip
+    print()
+
+    def ratio(a: str, b: str, text: str) -> None:
+        r = [x[0] / y[0] for x, y in zip(rows[a], rows[b], strict=True)]
+        print(f"{text}, per round (median): **{med(r):.3f}** "
+              f"(min {min(r):.3f}, max {max(r):.3f})  ")  # fmt: skip
+
+    ratio("api", "run", "Hearth API / hearth run")
+    if rows["llama"]:
+        ratio("api", "llama", "Hearth API / llama_cpp.server")
     print(
-        f"| `hearth run` (process start + load) | {med(run_tps):.1f} | {med(run_first) * 1000:.0f} ms |"
-    )
-    print(f"\nAPI / hearth run, per round (median): **{med(ratios):.3f}** "
-          f"(min {min(ratios):.3f}, max {max(ratios):.3f})\n")  # fmt: skip
-    print(
-        f"| {args.clients} clients, 2 models, {args.seconds:.0f} s | served | p50 | p99 | errors |"
+        f"\n| {args.clients} clients, 2 models, {args.seconds:.0f} s | served | p50 | p99 | errors |"
     )
     print("|---|---:|---:|---:|---:|")
     print(f"| 16-token chat replies | {conc['served']} | {conc['p50'] * 1000:.0f} ms | "
           f"{conc['p99'] * 1000:.0f} ms | {conc['errors']} |")  # fmt: skip
-    return 0 if conc["errors"] == 0 else 1
 
 
 if __name__ == "__main__":
