@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "serve the library's models over an OpenAI- and Ollama-compatible API",
     ),
     "bench": ("app.cli_bench", "measure KV cache types x flash attention here, and recommend"),
+    "remote": ("app.cli_remote", "add, list or remove remote servers whose models Hearth uses"),
 }
 
 

@@ -33,6 +33,8 @@ def format_table(models: list[LocalModel]) -> str:
     rows = [("NAME", "QUANT", "SIZE", "SOURCE", "LAST USED", "PATH")]
     rows += [
         (_clip(m.name), m.quant or "?", describe_size(m), m.source, _when(m.last_used), m.path)
+        if m.source != "remote"
+        else (_clip(m.name), "-", "-", "remote", "-", m.origin or "")  # at its server's URL
         for m in models
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]

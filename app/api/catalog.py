@@ -1,5 +1,7 @@
 """The library's models under the names API clients use: the names `hearth list` shows
 (Ollama's `name:tag` for Ollama's models), and `NAME:latest` for a name without a tag.
+A remote server's models are `MODEL@SERVER` (app.engine.remote); such a name resolves
+while its server is down too, so the request says what is wrong with the server.
 
 A scan is a few stat calls (library.json caches the metadata), made at most every
 `max_age` seconds, and at once when a client names a model not seen yet (a file just
@@ -77,6 +79,11 @@ class Catalog:
             return models[name]
         if name.endswith(":latest") and name[: -len(":latest")] in models:
             return models[name[: -len(":latest")]]
+        if fresh:  # a configured server's model it did not list (down, or not yet there)
+            from app.engine import remote
+
+            if (entry := remote.entry_for_name(name)) is not None:
+                return entry
         return self._by_path.get(os.path.realpath(name)) if os.path.isabs(name) else None
 
     def by_path(self, path: str) -> LocalModel | None:
@@ -86,6 +93,8 @@ class Catalog:
     def name_of(self, path: str) -> str:
         """The API name of a loaded model's file (its file name if the library lost it)."""
         model = self.by_path(path)
+        if model is None and path.startswith("remote:"):  # app.engine.remote's key
+            return path.removeprefix("remote:")
         return model.name if model else os.path.basename(path).removesuffix(".gguf")
 
 

@@ -139,6 +139,8 @@ class Generation:
         first_error = self._errors[0] if self._errors else None
         if first_error is not None and first_error.kind == "request":
             raise ApiError(400, first_error.message, code="invalid_request")
+        if first_error is not None and first_error.kind == "remote":  # app.engine.remote_engine
+            raise ApiError(502, first_error.message, code="remote_server_error")
         if self.failure is not None:
             raise ApiError(500, self.failure)
 

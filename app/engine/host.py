@@ -23,6 +23,9 @@ supervisor's reader thread and are handed to the loop in batches.
   as unloaded; other models are untouched.
 * **Events** for subscribers (host_types.py): loading, loaded, unloaded (reason), request
   started / finished, and every other worker event.
+* **Remote models** (`remote:MODEL@SERVER`, app.engine.remote) have no worker: the host
+  hands them to `RemoteEngines` (remote_engine.py), which proxies their replies to the
+  server on this loop with the same Request and events.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from app.engine import gguf_info, memory
+from app.engine import gguf_info, memory, remote
 from app.engine import settings as settings_mod
 from app.engine.admission import MachineMemory, Refused, Resident, admit
 from app.engine.host_types import (
@@ -155,12 +158,18 @@ class ModelHost:
         self._tasks: set[asyncio.Task] = set()
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hearth-host")
         self._closed = False
+        # --- remote servers as engines (remote_engine.py) ---
+        from app.engine.remote_engine import RemoteEngines
+
+        self.remotes = RemoteEngines(self._emit, self._run)
 
     # --- public -----------------------------------------------------------------------
 
     @staticmethod
     def model_id(model: str | os.PathLike[str]) -> str:
-        """The host's key for a model: the file's real path."""
+        """The host's key for a model: the file's real path (a remote model's own key)."""
+        if remote.is_remote(model):
+            return model
         return os.path.realpath(os.fspath(model))
 
     def subscribe(self, callback: Callable[[Any], None]) -> Callable[[], None]:
@@ -181,6 +190,8 @@ class ModelHost:
         evicted (the window's hand loads). Raises HostError with a sentence."""
         self._check_open()
         mid = self.model_id(model)
+        if remote.is_remote(mid):  # no worker, no admission, no keep_alive
+            return await self.remotes.ensure_loaded(mid, pinned)
         slot = self._reusable(mid, settings)
         if slot is None:
             async with self._load_lock():
@@ -233,6 +244,9 @@ class ModelHost:
     ) -> Request:
         """Queue a command built by the caller (the API's Generate with a schema, tools,
         logit bias), loading the model first if needed; returns the queued request."""
+        if remote.is_remote(model):  # proxied to its server (remote_engine.py)
+            self._check_open()
+            return await self.remotes.submit(model, command)
         await self.ensure_loaded(model, settings, keep_alive=keep_alive)
         kind = "generate" if isinstance(command, Generate) else "count"
         return self._enqueue(self.model_id(model), kind, command, keep_alive)
@@ -251,6 +265,8 @@ class ModelHost:
 
     async def unload(self, model: str | os.PathLike[str], reason: str = "user") -> bool:
         """Unload a model now (its queued and running requests are cancelled)."""
+        if remote.is_remote(model):
+            return await self.remotes.unload(model, reason)
         slot = self._slots.get(self.model_id(model))
         if slot is None:
             return False
@@ -259,13 +275,14 @@ class ModelHost:
 
     def ps(self) -> list[ModelStatus]:
         """The models held now, in load order."""
-        return [self._status(s) for s in self._slots.values()]
+        return [self._status(s) for s in self._slots.values()] + self.remotes.ps()
 
     async def close(self) -> None:
         """Unload every model and stop the host's threads."""
         self._closed = True
         for slot in list(self._slots.values()):
             await self._unload(slot, "shutdown", "Hearth is closing.")
+        await self.remotes.close()
         for task in list(self._tasks):
             task.cancel()
         self._executor.shutdown(wait=True)

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_TIMEOUT = 20.0  # seconds for one metadata request
-KEYRING_SERVICE, KEYRING_USER = "hearth", "huggingface"
+KEYRING_USER = "huggingface"  # the keyring entry (app.engine.secrets: service "hearth")
 
 # Hearth's sort names -> the Hub's sort keys (always descending).
 SORTS = {
@@ -98,23 +98,20 @@ def set_token(token: str) -> str:
     token = token.strip()
     if not token:
         raise ValueError("The token is empty.")
-    try:
-        import keyring
+    from app.engine.secrets import NoKeyring, set_secret
 
-        keyring.set_password(KEYRING_SERVICE, KEYRING_USER, token)
+    try:
+        set_secret(KEYRING_USER, token)
         return "keyring"
-    except Exception as e:  # no backend (headless Linux), locked keychain, ...
-        log.info("no usable OS keyring (%s): using huggingface_hub's token file", type(e).__name__)
+    except NoKeyring:
+        log.info("no usable OS keyring: using huggingface_hub's token file")
     return _write_hf_token_file(token)
 
 
 def _keyring_get() -> str | None:
-    try:
-        import keyring
+    from app.engine.secrets import get_secret
 
-        return keyring.get_password(KEYRING_SERVICE, KEYRING_USER) or None
-    except Exception:  # keyring may have no backend at all; the token file is the fallback
-        return None
+    return get_secret(KEYRING_USER)  # None without a keyring: the token file is the fallback
 
 
 def _write_hf_token_file(token: str) -> str:

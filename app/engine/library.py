@@ -9,6 +9,8 @@ Each model has a `source`, the place it was found:
 - "ollama": Ollama's blob store, named `name:tag` from its manifests.
 - "folder": a file under a folder the user added.
 - "added-file": a file the user dropped or opened, registered where it is.
+- "remote": a model a remote server lists (app.engine.remote: `MODEL@SERVER`, path
+  `remote:MODEL@SERVER`); asked over HTTP at each scan, never read from disk.
 
 Nothing is ever copied: models in other apps' folders are listed read-only, in place. A split
 model (`x-00001-of-00003.gguf`, ...) is one entry; a broken file is listed with its reason.
@@ -49,7 +51,7 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 STATE_FILE = "library.json"
 # In order of precedence: when one file is reachable from several places, the first names it.
-SOURCES = ("hearth", "hf-cache", "lmstudio", "ollama", "folder", "added-file")
+SOURCES = ("hearth", "hf-cache", "lmstudio", "ollama", "folder", "added-file", "remote")
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
 OLLAMA_PROJECTOR_LAYER = "application/vnd.ollama.image.projector"
 OLLAMA_DEFAULT_HOST = "registry.ollama.ai"
@@ -529,6 +531,10 @@ class Library:
                 if entry is not None:
                     meta[cand.path] = entry
             self._store_meta(meta)
+        # --- remote servers' models (app.engine.remote): asked over HTTP, not read from disk
+        from app.engine.remote import library_models
+
+        models += library_models()
         return sorted(models, key=lambda m: (m.name.casefold(), m.path))
 
     def _store_meta(self, meta: dict[str, Any]) -> None:
@@ -645,6 +651,8 @@ class Library:
 
     def mark_used(self, path: str | os.PathLike[str], when: float | None = None) -> None:
         """Remember that a model was just loaded (the list sorts and shows by it)."""
+        if os.fspath(path).startswith("remote:"):  # a remote model (app.engine.remote)
+            return
         path = os.path.abspath(os.fspath(path))
         with self._lock:
             self._refresh()
