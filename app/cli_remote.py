@@ -17,7 +17,7 @@ import sys
 
 from app.cli import EXIT_FAIL, EXIT_OK
 from app.engine import remote
-from app.engine.remote import FLAVOURS, RemoteError, RemoteServer, RemoteStore
+from app.engine.remote import FLAVOURS, RemoteError, RemoteStore
 
 
 def configure_remote(parser: argparse.ArgumentParser) -> None:
@@ -49,13 +49,9 @@ def run_remote(args: argparse.Namespace) -> int:
 
 
 def _add(store: RemoteStore, args: argparse.Namespace) -> int:
-    url = remote.normalize_url(args.url)
-    name = remote.check_name(args.name or remote.default_name(url))
-    token = (args.token or "").strip() or None
-    flavour, models = remote.probe(url, token, args.flavour)
-    store.add(RemoteServer(name, url, flavour), token)
-    listed = ", ".join(remote.api_name(name, m.name) for m in models) or "no models yet"
-    print(f"Added {name} ({flavour} server at {url}): {listed}.")
+    server, models = remote.add_server(args.url, args.name, args.token, args.flavour, store)
+    names = ", ".join(remote.api_name(server.name, m.name) for m in models) or "no models yet"
+    print(f"Added {server.name} ({server.flavour} server at {server.url}): {names}.")
     return EXIT_OK
 
 

@@ -413,6 +413,27 @@ def probe(
     return asyncio.run(detect(url, token, flavour))
 
 
+def add_server(
+    url: str,
+    name: str | None = None,
+    token: str | None = None,
+    flavour: str | None = None,
+    store: RemoteStore | None = None,
+) -> tuple[RemoteServer, list[RemoteModelInfo]]:
+    """Check the server (its models listed, the flavour detected when not given), then save
+    the entry and its token; nothing is saved when any of it fails (RemoteError). Blocking:
+    `hearth remote add` and the window's form (on the thread pool) both call it."""
+    url = normalize_url(url)
+    name = check_name((name or "").strip() or default_name(url))
+    token = (token or "").strip() or None
+    if flavour is not None and flavour not in FLAVOURS:
+        raise RemoteError(f"The flavour must be one of {', '.join(FLAVOURS)}.", "config")
+    flavour, models = probe(url, token, flavour)
+    server = RemoteServer(name, url, flavour)
+    (store or RemoteStore()).add(server, token)
+    return server, models
+
+
 # --- the library's view -----------------------------------------------------------------------
 
 

@@ -363,11 +363,7 @@ class _Stream:
                         break
                 self.ended = time.perf_counter()
                 if not done:
-                    raise RemoteError(
-                        f"{self.label}'s reply ended before it was complete (the server may have "
-                        "stopped or lost the model).",
-                        "protocol",
-                    )
+                    raise self._broken_off()
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             if not began:
                 raise remote.connection_error(self.label, e) from None
@@ -376,11 +372,15 @@ class _Stream:
                     f"{self.label} stopped sending the reply for {remote.READ_TIMEOUT_S:g} s.",
                     "timeout",
                 ) from None
-            raise RemoteError(
-                f"The connection to {self.label} broke during the reply ({e or type(e).__name__}); "
-                "is the server still running?",
-                "unreachable",
-            ) from None
+            log.info("remote reply broken off: %r", e)
+            raise self._broken_off() from None
+
+    def _broken_off(self) -> RemoteError:
+        return RemoteError(
+            f"{self.label} stopped in the middle of the reply: the connection closed before the "
+            "reply was complete. Is the server still running?",
+            "unreachable",
+        )
 
     def _malformed(self, what: str) -> RemoteError:
         return RemoteError(

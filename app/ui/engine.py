@@ -39,6 +39,11 @@ def _protocol():
 log = logging.getLogger(__name__)
 
 
+def _key(path: str) -> str:
+    """The host's key for a model: the file's real path; a remote model's key as it is."""
+    return path if path.startswith("remote:") else os.path.realpath(path)
+
+
 class EngineState:
     """What the status bar shows."""
 
@@ -105,7 +110,7 @@ class EngineClient(QObject):
         """The worker of the loaded model (or of the one loading)."""
         m = self.loaded_model.path if self.loaded_model else None
         if m is None and self.loading is not None:
-            m = os.path.realpath(self.loading.path)
+            m = _key(self.loading.path)
         return self.pids.get(m) if m else None
 
     @property
@@ -164,11 +169,11 @@ class EngineClient(QObject):
         if path is None and self.loaded_model is not None:
             path = self.loaded_model.path
         if self._running() and path is not None:
-            self._host.call(self._host.unload, os.path.realpath(path))
+            self._host.call(self._host.unload, _key(path))
 
     def loaded_as(self, path: str | None) -> p.Loaded | None:
         """The Loaded of `path` if the host holds it for the window."""
-        return self.models.get(os.path.realpath(path)) if path else None
+        return self.models.get(_key(path)) if path else None
 
     def use(self, path: str | None) -> bool:
         """Talk to `path` from now on (a chat on that model was shown), if it is loaded."""

@@ -388,6 +388,11 @@ class MainWindow(QMainWindow):
         """Inspect a file in the background, then show its card or say why it is refused;
         with `load`, load it once its card and preset are in place."""
         self.finish_building()  # a file handed over by a second instance, before the 1st paint
+        if os.fspath(path).startswith("remote:"):  # a remote server's model: no file to read
+            from app.ui.browser.remote_models import open_remote
+
+            open_remote(self, os.fspath(path), load)
+            return
         path = os.path.abspath(os.fspath(path))
         self._load_when_open = path if load else None
         self.statusBar().showMessage(f"Reading {os.path.basename(path)}…")

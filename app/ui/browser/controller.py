@@ -337,6 +337,9 @@ class BrowserController(QObject):
 
     def open_and_load(self, path: str) -> None:
         """Open a model's card, then load it once the file has been read."""
+        if path.startswith("remote:"):  # a remote server's model: no card, load at once
+            self.window.open_model(path, load=True)
+            return
         self._pending_load = os.path.abspath(path)
         self.window.open_model(path)
 

@@ -19,6 +19,7 @@ SOURCE_LABELS = {
     "hf-cache": "HF cache",
     "lmstudio": "LM Studio",
     "ollama": "Ollama",
+    "remote": "remote",
 }
 SOURCE_TIPS = {
     "hearth": "Downloaded by Hearth: Hearth may delete it.",
@@ -27,6 +28,7 @@ SOURCE_TIPS = {
     "hf-cache": "Found in the Hugging Face cache (read-only, in place).",
     "lmstudio": "Found in LM Studio's models folder (read-only, in place).",
     "ollama": "Found in Ollama's model store (read-only, in place).",
+    "remote": "Served by a remote server: replies stream from there.",
 }
 
 

@@ -90,6 +90,8 @@ def tooltip(m: Any) -> str:
 
 
 def _size(m: Any) -> str:
+    if m.source == "remote":  # app.engine.remote: no file here
+        return m.origin or "remote"
     n = len(m.paths)
     return f"{human_bytes(m.size)} in {n} parts" if n > 1 else human_bytes(m.size)
 
@@ -170,7 +172,7 @@ class LibraryDelegate(QStyledItemDelegate):
         left, right = rect.left() + pad + 2, rect.right() - pad
         top = rect.top() + pad
         painter.save()
-        size_text = human_bytes(m.size)
+        size_text = "" if m.source == "remote" else human_bytes(m.size)
         painter.setFont(small)
         painter.setPen(paint.colour("muted"))
         sw = sfm.horizontalAdvance(size_text)
@@ -350,6 +352,10 @@ class LibraryPanel(QWidget):
         menu.addAction(ui_icon("open"), "Open model file…", self.open_file_requested.emit)
         menu.addAction(ui_icon("folder"), "Add folder…", self.add_folder_dialog)
         self._add_folder_removals(menu)
+        # --- remote servers (remote_dialog.py, app.engine.remote) ---
+        menu.addSeparator()
+        add = menu.addAction(ui_icon("open"), "Add remote server…", self.add_remote_dialog)
+        add.setObjectName("libraryAddRemote")
 
     def _add_folder_removals(self, menu: QMenu) -> None:
         sub = menu.addMenu("Remove folder")
@@ -362,6 +368,8 @@ class LibraryPanel(QWidget):
 
     def menu_for(self, m: Any) -> QMenu:
         """The context menu of one model."""
+        if m.source == "remote":
+            return self._remote_menu(m)
         menu = QMenu(self)
         menu.setObjectName("libraryMenu")
         menu.setToolTipsVisible(True)
@@ -392,6 +400,44 @@ class LibraryPanel(QWidget):
         add.setObjectName("libraryAddFolder")
         self._add_folder_removals(menu)
         return menu
+
+    def _remote_menu(self, m: Any) -> QMenu:
+        """A remote server's model: Load, or remove its server (nothing here to delete)."""
+        from app.engine.remote import server_of
+
+        menu = QMenu(self)
+        menu.setObjectName("libraryMenu")
+        load = menu.addAction(ui_icon("load"), "Load", lambda: self.load_requested.emit(m.path))
+        load.setObjectName("libraryLoad")
+        load.setEnabled(m.problem is None)
+        server = server_of(m.path)
+        remove = menu.addAction(f"Remove remote server {server}",
+                                lambda: self.remove_remote(server))  # fmt: skip
+        remove.setObjectName("libraryRemoveRemote")
+        remove.setToolTip("Stop listing its models here; the server is not touched.")
+        menu.addSeparator()
+        add = menu.addAction(ui_icon("open"), "Add remote server…", self.add_remote_dialog)
+        add.setObjectName("libraryAddRemote")
+        return menu
+
+    def add_remote_dialog(self) -> QWidget:
+        from app.ui.browser.remote_dialog import RemoteServerDialog
+
+        dialog = RemoteServerDialog(self)
+        dialog.server_added.connect(lambda name, models: self._after(
+            f"Added the remote server {name}: {len(models)} model{'s' if len(models) != 1 else ''}."
+        ))  # fmt: skip
+        dialog.finished.connect(dialog.deleteLater)
+        self._dialog = dialog
+        dialog.open()
+        return dialog
+
+    def remove_remote(self, name: str) -> None:
+        from app.engine.remote import RemoteStore
+
+        BackgroundOp(self, lambda: RemoteStore().remove(name), lambda _r: self._after(
+            f"Removed the remote server {name}; its models are no longer listed."
+        )).failure(self._show_error).run()  # fmt: skip
 
     def action(self, menu: QMenu, name: str) -> QAction | None:
         return next((a for a in menu.actions() if a.objectName() == name), None)

@@ -17,6 +17,8 @@ from app.ui.theme import set_role
 
 def memory_text(row: Any) -> str:
     """'n_ctx 1,024 · 310 MB estimated · 280 MB in use' for one `ps` row."""
+    if row.state == "remote":  # a remote server's model: no memory here (app.engine.remote)
+        return f"remote · context {row.n_ctx:,}" if row.n_ctx else "remote"
     parts = []
     if row.n_ctx:
         parts.append(f"n_ctx {row.n_ctx:,}")
