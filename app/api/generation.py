@@ -36,14 +36,17 @@ RETRY_AFTER_S = 5
 
 
 def host_error(e: HostError) -> ApiError:
-    """A load the host refused or that failed, as an HTTP error."""
+    """A load the host refused or that failed, as an HTTP error (by its kind)."""
     message = str(e)
-    if e.crash is not None:
+    if e.kind == "crashed":
         return ApiError(500, f"The engine crashed while loading the model: {message}")
-    if "will not fit" in message:
+    if e.kind == "engine":
+        return ApiError(500, f"The engine could not start: {message}")
+    if e.kind == "no_fit":
         return ApiError(507, message, code="insufficient_memory")
-    if "may be loaded at once" in message or "shut down" in message:
+    if e.kind in ("busy", "closed"):
         return ApiError(503, message, headers={"Retry-After": str(RETRY_AFTER_S)})
+    # not_usable, bad_settings, cancelled, failed: the model or the request's settings.
     return ApiError(400, message, param="model")
 
 

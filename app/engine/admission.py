@@ -47,7 +47,13 @@ class Admission:
 
 
 class Refused(Exception):
-    """The model cannot be loaded now; str() is a sentence with the figures."""
+    """The model cannot be loaded now; str() is a sentence with the figures. kind: "no_fit"
+    (not enough memory even with the idle models gone) or "busy" (the most models are
+    loaded, and in use)."""
+
+    def __init__(self, message: str, kind: str = "no_fit"):
+        super().__init__(message)
+        self.kind = kind
 
 
 def admit(
@@ -80,7 +86,8 @@ def admit(
         raise Refused(
             f"{name} cannot be loaded: {len(busy)} model(s) are in use "
             f"({', '.join(r.name for r in busy)}) and at most {max_loaded} may be loaded at "
-            "once. Wait for a reply to finish, or unload a model."
+            "once. Wait for a reply to finish, or unload a model.",
+            kind="busy",
         )
     for k in range(len(idle) + 1):
         victims = idle[:k]

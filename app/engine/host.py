@@ -291,7 +291,7 @@ class ModelHost:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise HostError("The model host has been shut down.")
+            raise HostError("The model host has been shut down.", kind="closed")
 
     def _load_lock(self) -> asyncio.Lock:
         if self._lock is None:
@@ -335,19 +335,21 @@ class ModelHost:
         if inspection.info is None or not inspection.usable:
             errors = [p.message for p in inspection.problems if p.is_error]
             raise HostError(
-                errors[0] if errors else f"{name} is not a usable GGUF model.", tuple(errors)
+                errors[0] if errors else f"{name} is not a usable GGUF model.",
+                tuple(errors),
+                kind="not_usable",
             )
         info = inspection.info
         errors = [p.message for p in settings_mod.validate(settings, info) if p.is_error]
         if errors:
-            raise HostError(errors[0], tuple(errors))
+            raise HostError(errors[0], tuple(errors), kind="bad_settings")
         free = self._budgeted(await self._run(self._read_memory))
         residents = [s.resident() for s in self._slots.values()]
         try:
             headroom = await self._headroom()
             admission = admit(name, info, settings, free, residents, self.max_loaded, headroom)
         except Refused as e:
-            raise HostError(str(e)) from None
+            raise HostError(str(e), kind=e.kind) from None
         for victim, note in zip(admission.evict, admission.notes, strict=True):
             await self._unload(self._slots[victim], "evicted", note)
         loop = asyncio.get_running_loop()
@@ -381,7 +383,7 @@ class ModelHost:
         try:
             await self._run(slot.sup.start, self.start_timeout)
         except EngineNotRunning as e:
-            raise HostError(str(e)) from None
+            raise HostError(str(e), kind="engine") from None
         cmd = Load(slot.model, settings)
         end = slot.pending[cmd.request_id] = asyncio.get_running_loop().create_future()
         slot.sup.last_load = cmd
@@ -389,7 +391,7 @@ class ModelHost:
             slot.sup.send(cmd)
             event = await end
         except EngineNotRunning as e:
-            raise HostError(str(e)) from None
+            raise HostError(str(e), kind="engine") from None
         except asyncio.CancelledError:
             slot.sup.cancel(cmd.request_id)  # the client went away
             raise
@@ -401,7 +403,7 @@ class ModelHost:
         if isinstance(event, Crashed):
             raise HostError(event.message, event.last_log_lines, crash=event)
         if isinstance(event, Finished) and event.reason == "cancelled":
-            raise HostError(f"Loading {slot.name} was cancelled.")
+            raise HostError(f"Loading {slot.name} was cancelled.", kind="cancelled")
         errors = [e for e in slot.load_errors if e.request_id == cmd.request_id]
         if errors:
             raise HostError(errors[0].message, errors[0].details)

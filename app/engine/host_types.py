@@ -28,12 +28,27 @@ DEFAULT_KEEP_ALIVE_S = 300.0
 class HostError(Exception):
     """A model could not be loaded or a request not accepted; str() is a sentence.
 
-    details: every reason llama.cpp or the checks gave; crash: the worker died (loading)."""
+    details: every reason llama.cpp or the checks gave; crash: the worker died (loading).
+    kind: what went wrong, for clients that answer by it (the API's HTTP status):
+    "not_usable" (not a usable GGUF), "bad_settings", "no_fit" (admission: not enough
+    memory), "busy" (the most models are loaded and in use), "closed" (the host shut down),
+    "engine" (no worker could start), "crashed" (the worker died loading), "cancelled",
+    "failed" (llama.cpp refused the load)."""
 
-    def __init__(self, message: str, details: tuple[str, ...] = (), crash: Crashed | None = None):
+    KINDS = ("not_usable", "bad_settings", "no_fit", "busy", "closed", "engine", "crashed",
+             "cancelled", "failed")  # fmt: skip
+
+    def __init__(
+        self,
+        message: str,
+        details: tuple[str, ...] = (),
+        crash: Crashed | None = None,
+        kind: str = "failed",
+    ):
         super().__init__(message)
         self.details = details
         self.crash = crash
+        self.kind = "crashed" if crash is not None else kind
 
 
 # --- events for subscribers ---------------------------------------------------------------

@@ -47,3 +47,39 @@ def test_a_model_that_cannot_fit_is_507_with_the_figures(library_model):
     assert "will not fit" in body["error"]["message"] and "is free" in body["error"]["message"]
     assert status2 == 507 and "will not fit" in body2["error"]
     assert loaded == []
+
+
+def test_a_closed_host_is_503_with_retry_after(library_model):
+    async def main():
+        host = ModelHost()
+        server = ApiServer(host, AccessPolicy(port=0))
+        await server.start()
+        await host.close()  # the window quitting while the server still answers
+        try:
+            url = server.url + "/api/generate"
+            async with (
+                aiohttp.ClientSession() as s,
+                s.post(url, json={"model": library_model}) as r,
+            ):
+                return r.status, r.headers.get("Retry-After"), await r.json()
+        finally:
+            await server.stop()
+
+    status, retry, body = asyncio.run(main())
+    assert status == 503 and retry == "5" and "shut down" in body["error"]
+
+
+STATUS_OF_KIND = {"not_usable": 400, "bad_settings": 400, "no_fit": 507, "busy": 503,
+                  "closed": 503, "engine": 500, "crashed": 500, "cancelled": 400,
+                  "failed": 400}  # fmt: skip
+
+
+def test_each_host_error_kind_has_its_status():
+    from app.api.generation import host_error
+    from app.engine.host_types import HostError
+
+    assert set(STATUS_OF_KIND) == set(HostError.KINDS)  # a new kind needs a status
+    for kind, status in STATUS_OF_KIND.items():
+        answer = host_error(HostError("why", kind=kind))
+        assert answer.status == status, kind
+        assert (answer.headers or {}).get("Retry-After") == ("5" if status == 503 else None)

@@ -61,8 +61,9 @@ def test_max_loaded_evicts_an_idle_model_and_refuses_when_all_are_busy(info):
                 resident("b", MB, last_used=1.0)], max_loaded=2)  # fmt: skip
     assert got.evict == ("/m/b",)
     assert "at most 2 model(s) may be loaded at once" in got.notes[0]
-    with pytest.raises(Refused, match="at most 1 may be loaded"):
+    with pytest.raises(Refused, match="at most 1 may be loaded") as refused:
         admit("new", info, S, plenty, [resident("a", MB, idle=False)], max_loaded=1)
+    assert refused.value.kind == "busy"  # the API answers 503 + Retry-After, not 507
 
 
 def test_a_gpu_that_is_short_is_named(info):

@@ -189,6 +189,7 @@ def test_a_model_that_cannot_fit_is_refused_before_any_load(bigram_models):
             with pytest.raises(HostError) as refused:
                 await host.ensure_loaded(b, big)
             message = str(refused.value)
+            assert refused.value.kind == "no_fit"
             assert f"{b.name} will not fit" in message
             assert human_bytes(estimate(b, big)) in message
             assert f"unloading the idle models ({a.name})" in message
