@@ -97,7 +97,9 @@ def render(theme: str, out: Path) -> None:
                         ("type_v", "q8_0"), ("n_threads", 1), ("n_threads_batch", 1),
                         ("sampling.temperature", 0.0), ("sampling.max_tokens", 512)]:  # fmt: skip
         panel.editors[name].set_value(value)
-    wait("the memory estimate", lambda: panel.machine.ram_total and panel.fit is not None)
+    wait(
+        "the memory estimate", lambda: w.session.machine.ram_total and w.session.fit.fit is not None
+    )
     grab("window")
 
     panel.editors["n_ctx"].set_value(16384)  # the chat needs no 4.5 GB KV cache

@@ -19,6 +19,7 @@ from typing import Any
 
 from app.engine import paths
 from app.engine.fileio import atomic_write_json, read_versioned_json
+from app.engine.settings import KEEP_ALIVE_CHOICES
 
 VERSION = 1
 FILE_NAME = "preferences.json"
@@ -70,6 +71,14 @@ class Preferences:
         description="Share of free memory Hearth keeps back whenever it says what fits: the "
         "fit verdict, the largest context, GPU layers, Tune's recommendation and which models "
         "the host keeps loaded. 20-30 % suits a small machine that runs other programs.",
+    )  # fmt: skip
+    keep_alive_s: int = _pref(
+        -1, label="Keep a loaded model after a reply", group="Memory",
+        choices={k: v.capitalize() + (" (default)" if k == -1 else "")
+                 for k, v in KEEP_ALIVE_CHOICES.items()},
+        description="How long a model the window loaded stays loaded once a reply has "
+        "ended, for every model whose own setting (settings panel → Memory) is 'as in "
+        "Preferences'. Until unloaded: it stays until you unload it.",
     )  # fmt: skip
 
     # --- the window's local API (app/ui/api_toggle.py); `hearth serve` takes flags instead

@@ -30,6 +30,13 @@ CTX_ALIGN = 256  # llama.cpp rounds n_ctx up to a multiple of this
 CTX_FULL_CHOICES = ("stop", "drop-oldest", "refuse")
 MAX_CTX = 1 << 21
 SPEC_KINDS: tuple[str, ...] = ("off", "lookup", "draft")
+# keep_alive (seconds a model stays loaded after a reply; Ollama's meaning): the values a
+# user picks from, for a model (SamplingSettings.keep_alive) and in Preferences.
+KEEP_ALIVE_AS_PREFERENCES = -2  # a model's value that defers to Edit → Preferences
+KEEP_ALIVE_CHOICES: dict[int, str] = {
+    -1: "until unloaded", 0: "unload after each reply", 60: "1 minute", 300: "5 minutes",
+    1800: "30 minutes", 3600: "1 hour",
+}  # fmt: skip
 
 
 def kv_type_id(name: str) -> int:
@@ -62,7 +69,8 @@ class Option:
     special: dict[Any, str] = field(default_factory=dict)  # value -> what it means ("auto")
     step: float | None = None
     unit: str = ""
-    kind: str = ""  # "file": a path, edited with a file picker
+    kind: str = ""  # "file": a path, edited with a file picker; "keep_alive": a duration
+    cli: bool = True  # False: the window's setting only, no CLI flag
 
 
 def _opt(default: Any, /, **kw: Any) -> Any:
@@ -347,6 +355,18 @@ class SamplingSettings:
     system_prompt: str = _opt(
         "", label="System prompt", group="Prompt", flags=("--system",),
         description="Instructions the model sees before the conversation.",
+    )  # fmt: skip
+    # --- how long the model stays loaded after a reply (the window's; the host keeps it) ---
+    keep_alive: int = _opt(
+        KEEP_ALIVE_AS_PREFERENCES, label="Keep loaded after a reply", group="Memory",
+        minimum=KEEP_ALIVE_AS_PREFERENCES, maximum=7 * 86400, unit="s", kind="keep_alive",
+        special={KEEP_ALIVE_AS_PREFERENCES: "as in Preferences", **KEEP_ALIVE_CHOICES},
+        cli=False,
+        description="How long the model stays loaded once a reply has ended. Until unloaded: "
+        "it stays until you unload it and is never unloaded to make room for another model. "
+        "Unload after each reply: its memory is free between replies (Load brings it back). "
+        "A duration: unloaded when it has not replied for that long, or sooner if another "
+        "model needs the memory. A model you load stays loaded until its first reply.",
     )  # fmt: skip
     # --- dynamic context: what a chat does at the maximum ---------------------------------
     ctx_full: str = _opt(
@@ -688,6 +708,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, title: str, prefix
     """
     group = parser.add_argument_group(title)
     for name, default, opt in options(cls):
+        if not opt.cli:
+            continue
         dest = prefix + name
         flags = list(opt.flags) or [f"--{name.replace('_', '-')}"]
         help_ = opt.description
@@ -733,7 +755,7 @@ def from_args(cls: type, args: argparse.Namespace, base: Any = None, prefix: str
     base = base if base is not None else cls()
     changes = {}
     for name, _, opt in options(cls):
-        value = getattr(args, prefix + name, None)
+        value = getattr(args, prefix + name, None) if opt.cli else None
         if value is None:
             continue
         if None in opt.special and isinstance(value, str):  # a tri-state flag's word

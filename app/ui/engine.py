@@ -100,6 +100,8 @@ class EngineClient(QObject):
         self.last_load: p.Load | None = None
         self.pids: dict[str, int] = {}  # each model's worker
         self.loaded_at: float | None = None
+        # keep_alive for models whose own value is "as in Preferences" (app.ui.keep_alive)
+        self.keep_alive_default = -1
         self._host = None  # host_loop.HostLoop, once started
         self._shut_down = False
         self._relay = _Relay(self)
@@ -197,8 +199,21 @@ class EngineClient(QObject):
         cmd = p.Generate(messages=tuple(messages), sampling=sampling, continue_last=continue_last)
         self.generating = cmd.request_id
         self._set_state(EngineState.GENERATING)
-        self._host.call(self._host.submit, self.loaded_model.path, cmd)
+        keep_alive = self._keep_alive(sampling.keep_alive)
+        self._host.call(self._host.submit, self.loaded_model.path, cmd, keep_alive)
         return cmd.request_id
+
+    def set_keep_alive(self, path: str, keep_alive: int) -> None:
+        """The keep_alive of a loaded model changed (app.ui.keep_alive says when it acts)."""
+        if self._host is not None:
+            self._host.call(self._host.keep, os.path.realpath(path), self._keep_alive(keep_alive))
+
+    def _keep_alive(self, value: int) -> int:
+        """A model's keep_alive value in force: the preference stands in for "as in
+        Preferences" (KEEP_ALIVE_AS_PREFERENCES)."""
+        from app.engine.settings import KEEP_ALIVE_AS_PREFERENCES
+
+        return self.keep_alive_default if value == KEEP_ALIVE_AS_PREFERENCES else value
 
     def count_tokens(self, messages) -> str | None:
         _protocol()
@@ -312,6 +327,8 @@ class EngineClient(QObject):
             else:  # another model's worker died: its chats say so when shown
                 self.message.emit(f"{os.path.basename(ev.model)}: {ev.crash.message}")
             return
+        if ev.reason == "idle":  # keep_alive ran out: say so (an eviction's note came already)
+            self.message.emit(ev.message)
         if not active or ev.reason in ("reload", "shutdown"):
             return  # a reload's Loaded says what comes next
         self.loaded_model = None

@@ -83,6 +83,7 @@ class HostLoop:
         self._loads: dict[str, asyncio.Task] = {}
         self._requests: dict[str, Request] = {}
         self._cancelled: set[str] = set()
+        self._replied: set[str] = set()  # loaded here, and asked for a reply since (keep_alive)
         self._pending_rid: str | None = None
         self._pending: list[str] = []
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -170,6 +171,7 @@ class HostLoop:
             if rid in self._cancelled:
                 raise asyncio.CancelledError
             done = await self.host.ensure_loaded(path, settings, pinned=True)
+            self._replied.discard(done.model)  # pinned until its first reply (keep_alive.py)
             self._snapshot()
             self._send(LoadDone(rid, done.model, done.loaded, done.notes))
         except asyncio.CancelledError:
@@ -186,8 +188,11 @@ class HostLoop:
             self._cancelled.discard(rid)
             self._snapshot()
 
-    async def submit(self, model: str, command: p.Generate | p.CountTokens) -> None:
-        """Queue a request on `model` and relay its events and its end."""
+    async def submit(
+        self, model: str, command: p.Generate | p.CountTokens, keep_alive: float | None = None
+    ) -> None:
+        """Queue a request on `model` and relay its events and its end; `keep_alive`: what
+        the model does once this reply ends (app/ui/keep_alive.py)."""
         rid = command.request_id
         self._mine.add(rid)
         try:
@@ -198,6 +203,9 @@ class HostLoop:
             self._send(p.Finished(rid, "error"))
             return
         self._requests[rid] = req
+        if keep_alive is not None:
+            self._replied.add(self.host.model_id(model))
+            await self._release(model, keep_alive)
         if rid in self._cancelled:
             req.cancel()
         try:
@@ -224,6 +232,26 @@ class HostLoop:
             self._requests[rid].cancel()
         else:
             self._cancelled.add(rid)  # its submit has not reached the host yet
+
+    async def keep(self, model: str, keep_alive: float) -> None:
+        """The window's keep_alive for `model` changed: in force now if the model has
+        replied since it was loaded (0 waits for the next reply's end: unloading an idle
+        model the moment a choice is made would surprise)."""
+        mid = self.host.model_id(model)
+        if keep_alive < 0 or (keep_alive > 0 and mid in self._replied):
+            await self._release(mid, keep_alive)
+
+    async def _release(self, model: str, keep_alive: float) -> None:
+        """Set `model`'s keep_alive on the host (negative: pinned), if it is loaded. Called
+        with a request queued or after a change, never while it loads (that would reload)."""
+        mid = self.host.model_id(model)
+        if not any(r.model == mid and r.state == "loaded" for r in self.host.ps()):
+            return
+        if keep_alive < 0:
+            await self.host.ensure_loaded(mid, pinned=True)
+        else:
+            await self.host.ensure_loaded(mid, keep_alive=keep_alive, pinned=False)
+        self._snapshot()
 
     async def unload(self, path: str | None) -> None:
         """Unload one model (None: every model)."""
@@ -254,6 +282,7 @@ class HostLoop:
         if isinstance(event, WorkerEvent):
             self._on_worker_event(event.model, event.event)
         elif isinstance(event, ModelUnloaded):
+            self._replied.discard(event.model)
             self._snapshot()
             self._send(event)
         elif isinstance(event, ModelLoaded):

@@ -4,23 +4,24 @@ the right, the engine's state in the status bar, and a banner when the engine cr
 Everything slow happens elsewhere: files are inspected, presets read and written, and free
 memory measured on the thread pool (app.ui.background); llama.cpp lives behind the engine
 thread (app.ui.engine). Dropping GGUF files anywhere on the window opens them.
+
+The window's state is its session (app.ui.session), fed by session_io.py (free memory,
+presets); the engine's state and the crash banner are window_engine.py's; the parts that
+panes install are declared in window_panes.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
-    QFrame,
-    QHBoxLayout,
     QLabel,
     QMainWindow,
     QProgressBar,
@@ -33,71 +34,21 @@ from PySide6.QtWidgets import (
 
 from app.engine import paths
 from app.ui.background import BackgroundOp
-from app.ui.engine import EngineClient, EngineState
+from app.ui.banner import Banner
+from app.ui.engine import EngineClient
+from app.ui.window_panes import WindowPanes
 
 if TYPE_CHECKING:  # loaded by finish_building(), after the first frame
     from app.engine.gguf_info import Inspection
-    from app.engine.protocol import Crashed, Error, Finished, Loaded
-    from app.engine.settings import LoadSettings, SamplingSettings
-    from app.ui.settings_panel import MachineMemory
+    from app.engine.settings import LoadSettings
+    from app.ui.session import MachineMemory
 
 log = logging.getLogger(__name__)
 
 
-def _read_machine() -> MachineMemory:
-    from app.engine import hardware
-    from app.ui.settings_panel import MachineMemory
-
-    ram = hardware.ram()
-    return MachineMemory(ram.available, ram.total, [g.free for g in hardware.offload_gpus()])
-
-
-class Banner(QFrame):
-    """A message across the top of the window, with action buttons and a close button."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName("banner")
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(12, 8, 8, 8)
-        self.text = QLabel()
-        self.text.setObjectName("bannerText")
-        self.text.setWordWrap(True)
-        self.text.setTextFormat(Qt.TextFormat.PlainText)
-        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.text, 1)
-        self._buttons = QHBoxLayout()
-        layout.addLayout(self._buttons)
-        close = QPushButton("✕")
-        close.setObjectName("bannerClose")
-        close.setFlat(True)
-        close.setToolTip("Dismiss")
-        close.clicked.connect(self.hide)
-        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
-        self.hide()
-
-    def show_message(self, role: str, text: str, actions: list[tuple[str, object]] = ()) -> None:
-        self.setProperty("role", role)
-        self.style().unpolish(self)
-        self.style().polish(self)
-        self.text.setText(text)
-        while self._buttons.count():
-            w = self._buttons.takeAt(0).widget()
-            if w is not None:
-                w.deleteLater()
-        for label, fn in actions:
-            b = QPushButton(label)
-            b.setObjectName(f"bannerAction_{label}")
-            b.clicked.connect(fn)
-            self._buttons.addWidget(b)
-        self.show()
-
-    def button(self, label: str) -> QPushButton | None:
-        return self.findChild(QPushButton, f"bannerAction_{label}")
-
-
-class MainWindow(QMainWindow):
-    """Hearth's window."""
+class MainWindow(QMainWindow, WindowPanes):
+    """Hearth's window. Its state (the open model, its settings, the free memory, the fit)
+    is the session's (app.ui.session); the parts it holds are declared in WindowPanes."""
 
     model_opened = Signal(str)  # path of the model whose card is showing
     model_refused = Signal(str, str)  # path, the reason shown
@@ -116,17 +67,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.resize(1280, 800)
         self.engine = engine or EngineClient(in_process=in_process, parent=self)
-        self.current: Inspection | None = None
-        self.machine: MachineMemory | None = None
-        self._presets = None
         self._library = None
-        self._save_timer = QTimer(self)
-        self._save_timer.setSingleShot(True)
-        self._save_timer.setInterval(400)
-        self._save_timer.timeout.connect(self._save_preset)
-        self._memory_timer = QTimer(self)
-        self._memory_timer.setInterval(3000)
-        self._memory_timer.timeout.connect(self.refresh_machine)
         self._built = False
         self._load_when_open: str | None = None  # open_model(load=True): load once shown
 
@@ -146,26 +87,48 @@ class MainWindow(QMainWindow):
             return
         self._built = True
         from app.ui.model_card import ModelCard
+        from app.ui.session import Session
+        from app.ui.session_io import MachineWatcher, PresetKeeper
         from app.ui.settings_panel import SettingsPanel
 
+        self.session = Session(self)
+        self.machine_watcher = MachineWatcher(self)
+        self.preset_keeper = PresetKeeper(self)
         self.card = ModelCard()
         self.card.load_clicked.connect(self.load_current)
         self.pages.insertWidget(0, self.card)
         self.pages.setCurrentWidget(self.card)
         self.pages.removeWidget(self._blank_page)
         self._blank_page.deleteLater()
-        self.settings_panel = SettingsPanel()
+        self.settings_panel = SettingsPanel(self.session)
         placeholder = self.settings_dock.widget()
         self.settings_dock.setWidget(self.settings_panel)
         placeholder.deleteLater()  # a dock keeps a replaced widget as a hidden child
         self._connect_settings_panel()
-        self._connect_engine()
+        from app.ui.window_engine import EngineView
+
+        self.engine_view = EngineView(self)
         from app.ui.extensions import install_all
 
         install_all(self)
-        self._memory_timer.start()
+        from app.ui.keep_alive import KeepAliveRule
+
+        self.keep_alive = KeepAliveRule(self)
         # Staged, the geometry is back already; the docks' places need every dock to exist.
         self._restore_layout(geometry=not self._staged)
+
+    @property
+    def machine(self) -> MachineMemory | None:
+        """Free memory as last read (the session's adds back what a reload would free)."""
+        return self.machine_watcher.machine if self._built else None
+
+    def presets(self):
+        return self.preset_keeper.presets()
+
+    @property
+    def current(self) -> Inspection | None:
+        """The model whose card is showing (the session's inspection)."""
+        return self.session.inspection if self._built else None
 
     # --- construction ---------------------------------------------------------------
 
@@ -218,9 +181,9 @@ class MainWindow(QMainWindow):
                 self.engine.loading.request_id if self.engine.loading else None
             )
         )
-        p.settings_edited.connect(self._on_settings_edited)
-        p.reset_requested.connect(self._reset_settings)
-        p.fit_changed.connect(self.card.set_fit)
+        p.reset_requested.connect(self.preset_keeper.reset)
+        s = self.session
+        s.fit_changed.connect(lambda r: self.card.set_fit(r.fit, s.machine.free))
 
     def _build_actions(self) -> None:
         bar = QToolBar("Main")
@@ -284,26 +247,12 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.state_label, 1)
         bar.addPermanentWidget(self.status_progress)
 
-    def _connect_engine(self) -> None:
-        e = self.engine
-        e.state_changed.connect(self._update_state)
-        e.context_grown.connect(lambda _grown: self._update_state(self.engine.state))
-        e.load_progress.connect(self._on_load_progress)
-        e.loaded.connect(self._on_loaded)
-        e.unloaded.connect(self._on_unloaded)
-        e.finished.connect(self._on_finished)
-        e.error.connect(self._on_error)
-        e.crashed.connect(self._on_crashed)
-        e.ready.connect(lambda _r: self._update_state(e.state))
-        e.active_changed.connect(self._on_active_changed)
-        e.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
-
     # --- start-up and shutdown ------------------------------------------------------
 
     def start(self) -> None:
         """Start the engine and background work; call after show() so the window paints first."""
         self.engine.start()
-        self.refresh_machine()
+        self.machine_watcher.start()
         self.refresh_library()
         self.started.emit()
 
@@ -311,10 +260,9 @@ class MainWindow(QMainWindow):
         self.closing.emit()
         if self._built:  # a frame's layout would forget where the panes' docks were
             self._save_layout()
-        if self._save_timer.isActive():
-            self._save_timer.stop()
-            self._save_preset(blocking=True)
-        self._memory_timer.stop()
+        if self._built:
+            self.preset_keeper.flush()
+            self.machine_watcher.stop()
         self.engine.shutdown()
         super().closeEvent(event)
 
@@ -334,28 +282,6 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
-
-    # --- machine and library --------------------------------------------------------
-
-    def refresh_machine(self) -> None:
-        BackgroundOp(self, _read_machine, self._on_machine).failure(
-            lambda e: log.warning("cannot read free memory: %s", e)
-        ).run()
-
-    def _on_machine(self, machine: MachineMemory) -> None:
-        self.machine = machine
-        self._show_machine()
-
-    def _show_machine(self) -> None:
-        """The panel judges the open model against free memory as a load would find it:
-        reloading the loaded model first frees what that model holds."""
-        if self.machine is None or not self._built:
-            return
-        loaded = self.engine.loaded_model
-        same = loaded is not None and self.current is not None and loaded.path == self.current.path
-        machine = self.machine.with_model_unloaded(loaded) if same else self.machine
-        if machine != self.settings_panel.machine:
-            self.settings_panel.set_machine(machine)
 
     def library(self):
         if self._library is None:
@@ -407,7 +333,7 @@ class MainWindow(QMainWindow):
         inspection = gguf_info.inspect(path)
         preset = None
         if inspection.info is not None and inspection.usable:
-            preset = self.presets().get(path)
+            preset = self.preset_keeper.presets().get(path)
             try:
                 self.library().add_file(path)
             except Exception as e:  # already known from another source, or a race: not fatal
@@ -422,20 +348,18 @@ class MainWindow(QMainWindow):
             self._refuse(inspection.path, " ".join(errors))
             return
         self.notice.hide()
-        self.current = inspection
         self.card.show_inspection(inspection)
+        self.session.set_inspection(inspection)
         self.pages.setCurrentWidget(self.card)
-        self.settings_panel.set_model(inspection.info, inspection.path)
         if preset is not None:
             load, sampling, problems = preset
-            self.settings_panel.set_values(load, sampling)
+            self.session.set_settings(load, sampling)
             for p in problems:
                 log.warning("preset for %s: %s", inspection.path, p.message)
         self.settings_panel.set_loaded(
             self.engine.loaded_model.path if self.engine.loaded_model else None,
             self.engine.loaded_model.settings if self.engine.loaded_model else None,
         )
-        self._show_machine()
         self.setWindowTitle(f"{inspection.info.name or os.path.basename(inspection.path)} — Hearth")
         self.model_opened.emit(inspection.path)
         self.refresh_library()
@@ -448,49 +372,6 @@ class MainWindow(QMainWindow):
         self.notice.show_message("banner-error", f"Cannot open {os.path.basename(path)}: {reason}")
         self.model_refused.emit(path, reason)
 
-    # --- presets --------------------------------------------------------------------
-
-    def presets(self):
-        if self._presets is None:
-            from app.engine.presets import Presets
-
-            self._presets = Presets()
-        return self._presets
-
-    def _on_settings_edited(self, _load: LoadSettings, _sampling: SamplingSettings) -> None:
-        self._save_timer.start()
-
-    def _save_preset(self, blocking: bool = False) -> None:
-        if self.current is None:
-            return
-        path = self.current.path
-        load, sampling = (
-            self.settings_panel.load_settings(),
-            self.settings_panel.sampling_settings(),
-        )
-        presets = self.presets()
-        if blocking:
-            presets.save(path, load, sampling)
-            return
-        BackgroundOp(self, lambda: presets.save(path, load, sampling)).failure(
-            lambda e: self.statusBar().showMessage(f"Could not save the settings: {e}", 8000)
-        ).run()
-
-    def _reset_settings(self) -> None:
-        if self.current is None:
-            from app.engine.settings import LoadSettings, SamplingSettings
-
-            self.settings_panel.set_values(LoadSettings(), SamplingSettings())
-            return
-        path = self.current.path
-        presets = self.presets()
-
-        def reset():
-            presets.reset(path)
-            return presets.get(path)
-
-        BackgroundOp(self, reset, lambda r: self.settings_panel.set_values(r[0], r[1])).run()
-
     # --- engine ---------------------------------------------------------------------
 
     def load_current(self, settings: LoadSettings | None = None) -> None:
@@ -499,18 +380,15 @@ class MainWindow(QMainWindow):
                 "banner-info", "Open a model first: drop a .gguf file or press Ctrl+O."
             )
             return
-        if self.settings_panel.load_blocked:
+        if self.session.load_blocked:
             self.notice.show_message(
                 "banner-error",
-                "Fix the settings first: "
-                + " ".join(p.message for p in self.settings_panel.problems if p.is_error),
+                "Fix the settings first: " + " ".join(p.message for p in self.session.fit.errors),
             )
             return
         from app.engine.settings import LoadSettings
 
-        settings = (
-            settings if isinstance(settings, LoadSettings) else self.settings_panel.load_settings()
-        )
+        settings = settings if isinstance(settings, LoadSettings) else self.session.load_settings
         self.banner.hide()
         if self.engine.load(self.current.path, settings):
             self.settings_panel.set_loading(0.0)
@@ -518,7 +396,7 @@ class MainWindow(QMainWindow):
     def toggle_load(self) -> None:
         loaded = self.engine.loaded_as(self.current.path if self.current else None)
         if loaded is not None:
-            if self.settings_panel.load_settings().normalized() != loaded.settings:
+            if self.session.load_settings.normalized() != loaded.settings:
                 self.load_current()
             else:
                 self.engine.unload(loaded.path)
@@ -534,124 +412,6 @@ class MainWindow(QMainWindow):
     def new_chat(self) -> None:
         """Replaced by the chat pane when it is installed."""
         self.pages.setCurrentWidget(self.chat_page)
-
-    def _update_state(self, state: str) -> None:
-        e = self.engine
-        text = {
-            EngineState.STARTING: "Starting the engine…",
-            EngineState.NO_MODEL: "No model loaded",
-            EngineState.STOPPED: "The engine is not running",
-            EngineState.CRASHED: "The engine crashed — see the banner",
-        }.get(state)
-        if state == EngineState.LOADING:
-            text = f"Loading {os.path.basename(e.loading.path) if e.loading else ''}…"
-        elif state in (EngineState.READY, EngineState.GENERATING) and e.loaded_model is not None:
-            m = e.loaded_model
-            s = m.applied or m.settings  # what llama.cpp used: flash attention "auto" resolved
-            text = (
-                f"{'Generating' if state == EngineState.GENERATING else 'Ready'}: "
-                f"{os.path.basename(m.path)} · n_ctx {m.n_ctx:,}"
-                + (f" (grows to {m.n_ctx_max:,})" if m.n_ctx_max > m.n_ctx else "")
-                + f" · KV {s.type_k}/{s.type_v}"
-                + (" · FA" if s.flash_attn else " · no FA")
-                + (" (auto)" if m.settings.flash_attn is None else "")
-                + (f" · {m.n_gpu_layers} layers on GPU" if m.n_gpu_layers else "")
-            )
-            differences = m.applied.differences(m.settings) if m.applied else []
-            self.state_label.setToolTip(
-                "llama.cpp applied: " + " ".join(differences) if differences else ""
-            )
-        self.state_label.setText(text or state)
-        self.state_label.setProperty("state", state)
-        loading = state == EngineState.LOADING
-        self.status_progress.setVisible(loading)
-        if not loading:
-            self.settings_panel.set_loading(None)
-        self.stop_action.setEnabled(state in (EngineState.LOADING, EngineState.GENERATING))
-        self.load_action.setText("Unload" if e.loaded_model is not None else "Load")
-
-    def _on_load_progress(self, _rid: str, fraction: float) -> None:
-        self.status_progress.setValue(int(fraction * 100))
-        self.settings_panel.set_loading(fraction)
-
-    def _on_loaded(self, loaded: Loaded) -> None:
-        self.settings_panel.set_loading(None)
-        self.settings_panel.set_loaded(loaded.path, loaded.settings)
-        self._show_machine()
-        self.banner.hide()
-        self.notice.hide()
-        BackgroundOp(self, lambda: self.library().mark_used(loaded.path)).run()
-
-    def _on_active_changed(self, loaded: Loaded) -> None:
-        self.settings_panel.set_loaded(loaded.path, loaded.settings)
-        self._update_state(self.engine.state)
-
-    def _on_unloaded(self) -> None:
-        self.settings_panel.set_loaded(None, None)
-        self._show_machine()
-
-    def _on_finished(self, finished: Finished) -> None:
-        if finished.reason == "cancelled" and self.engine.loaded_model is None:
-            self.settings_panel.set_loading(None)
-            self.statusBar().showMessage("Loading cancelled.", 5000)
-
-    def _on_error(self, error: Error) -> None:
-        self.settings_panel.set_loading(None)
-        self.notice.show_message("banner-error", error.message)
-
-    def _on_crashed(self, crash: Crashed) -> None:
-        self.settings_panel.set_loading(None)
-        self.settings_panel.set_loaded(None, None)
-        last = self.engine.last_load
-        details = crash.message
-        if last is not None:
-            details += f"\nSettings used: {last.settings.normalized().summary()}, GPU layers {last.settings.n_gpu_layers}."
-        if crash.last_log_lines:
-            details += "\nLast log lines:\n" + "\n".join(crash.last_log_lines[-5:])
-        actions = [("Reload", lambda: self.restart_engine(reload=True)),
-                   ("Reload with safer settings", self.reload_safer),
-                   ("Restart without a model", lambda: self.restart_engine(reload=False))]  # fmt: skip
-        if last is None:
-            actions = actions[2:]
-        self.banner.show_message("banner-error", details, actions)
-
-    def restart_engine(self, reload: bool) -> None:
-        self.banner.hide()
-        self.engine.restart(reload=reload)
-        if reload and self.engine.last_load is not None:
-            self.engine.loading = self.engine.last_load
-            self.settings_panel.set_loading(0.0)
-
-    def reload_safer(self) -> None:
-        """Fewer GPU layers, a smaller context, f16 KV, no flash attention: then reload."""
-        last = self.engine.last_load
-        if last is None:
-            return
-        s = last.settings
-        n_layers = self.current.info.n_layers if self.current and self.current.info else 32
-        safer = dataclasses.replace(
-            s,
-            n_ctx=max(2048, min(s.n_ctx // 2, 8192)),
-            type_k="f16",
-            type_v="f16",
-            flash_attn=False,
-            n_gpu_layers=0
-            if s.n_gpu_layers in (-1, 0) and n_layers
-            else max(0, s.n_gpu_layers // 2),
-            n_batch=min(s.n_batch, 512),
-            n_ubatch=min(s.n_ubatch, 512),
-        )
-        self.settings_panel.set_values(safer, self.settings_panel.sampling_settings())
-        self.banner.hide()
-        self.engine.restart(reload=False)
-        self._pending_safer = safer
-        self.engine.ready.connect(self._load_after_restart, Qt.ConnectionType.SingleShotConnection)
-
-    def _load_after_restart(self, _ready) -> None:
-        settings = getattr(self, "_pending_safer", None)
-        if settings is not None and self.engine.last_load is not None:
-            self.engine.load(self.engine.last_load.path, settings)
-            self.settings_panel.set_loading(0.0)
 
     # --- drag and drop --------------------------------------------------------------
 

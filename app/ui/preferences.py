@@ -117,12 +117,12 @@ def install(window) -> None:
     """Edit → Preferences…, Help → About Hearth, the theme, and the last model at start."""
     model = preferences_model()
     model.changed.connect(_apply_theme)
-    # Every "fits" answer of the settings panel (and the card) keeps the memory headroom back.
-    panel = window.settings_panel
-    panel.set_headroom(model.get("memory_headroom_pct"))
+    # Every "fits" answer of the session (the panel, the card, Tune) keeps the headroom back.
+    session = window.session
+    session.set_headroom(model.get("memory_headroom_pct") / 100)
     # A bound slot: the app-wide model outlives this window, and Qt drops the connection
-    # when the panel goes.
-    model.changed.connect(panel.on_preference_changed)
+    # when the session goes.
+    model.changed.connect(session.on_preference_changed)
     model.save_failed.connect(lambda text: window.notice.show_message("banner-error", text))
     window.preferences = model
     window.engine_info = None  # the last Ready: llama.cpp's system info, for About
@@ -140,7 +140,7 @@ def install(window) -> None:
     def show_preferences() -> None:
         from app.ui.preferences_dialog import PreferencesDialog
 
-        dialog = getattr(window, "preferences_dialog", None)
+        dialog = window.preferences_dialog
         if dialog is None:
             dialog = window.preferences_dialog = PreferencesDialog(model, window, window)
         dialog.open()  # never exec(): the qasync loop keeps running
@@ -166,7 +166,7 @@ def install(window) -> None:
     if edit is None:
         edit = menu_bar.insertMenu(window.view_menu.menuAction(), _menu(window, "&Edit")).menu()
     edit.addAction(action)
-    help_menu = getattr(window, "help_menu", None) or menu_bar.addMenu("&Help")
+    help_menu = window.help_menu or menu_bar.addMenu("&Help")
     window.help_menu = help_menu
     help_menu.addAction(about)
     window.preferences_action, window.about_action = action, about

@@ -398,6 +398,10 @@ def make_editor(name: str, default: Any, option: Option) -> FieldEditor:
         return _TriStateEditor(name, default, option)
     if option.kind == "file":
         return _FileEditor(name, default, option)
+    if option.kind == "keep_alive":
+        from app.ui.keep_alive import KeepAliveEditor
+
+        return KeepAliveEditor(name, default, option)
     if isinstance(default, bool):
         return _BoolEditor(name, default, option)
     if option.choices is not None:

@@ -1,11 +1,11 @@
 """The settings panel: every load and sampling setting, what it costs, and Load/Unload.
 
 Built from the LoadSettings / SamplingSettings declarations (one editor per field, grouped
-as declared). Each change re-validates against the open model and this machine's free
-memory, shows problems next to the field they concern, and re-estimates memory: the
-breakdown, the fit verdict and the largest context that fits update before Load is
-pressed. The estimate is arithmetic on metadata already read, so it runs on the GUI thread;
-the free-memory figures it uses are refreshed in the background by the window.
+as declared). The panel is a view and editor of the window's session (app.ui.session): an
+edit writes the settings into the session, and any change of the session's settings (a
+preset, Tune's Apply, the chat's larger context) shows in the editors. The problems, the
+memory breakdown, the fit verdict and the largest context it draws are the session's fit
+result (app.ui.session_fit), recomputed on every change, before Load is pressed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
@@ -26,9 +26,10 @@ from PySide6.QtWidgets import (
 )
 
 from app.engine import memory, settings
-from app.engine.gguf_info import GGUFInfo, Problem
+from app.engine.gguf_info import Problem
 from app.engine.settings import LoadSettings, SamplingSettings
 from app.ui.memory_view import MemoryBreakdown
+from app.ui.session import FitResult, Session
 from app.ui.settings_fields import ContextEditor, FieldEditor, make_editor
 from app.ui.widgets import Notice
 
@@ -44,51 +45,21 @@ GROUP_TITLES = {
 }
 
 
-@dataclasses.dataclass
-class MachineMemory:
-    """Free memory now: RAM (available and total) and free bytes per offload GPU."""
-
-    ram_available: int
-    ram_total: int
-    gpu_free: list[int]
-
-    @property
-    def free(self) -> list[int]:
-        return [self.ram_available, *self.gpu_free]
-
-    def with_model_unloaded(self, loaded) -> MachineMemory:
-        """The free memory a reload of `loaded` (protocol.Loaded) would have: what the
-        loaded model holds comes back when it is replaced."""
-        from app.engine.memory import held_by_model
-
-        host, gpus = held_by_model(loaded.buffers, len(self.gpu_free))
-        return MachineMemory(self.ram_available + host, self.ram_total,
-                             [f + g for f, g in zip(self.gpu_free, gpus, strict=True)])  # fmt: skip
-
-
 class SettingsPanel(QWidget):
     """Load and sampling settings for the open model, with live memory cost."""
 
     load_requested = Signal(object)  # LoadSettings
     unload_requested = Signal()
     cancel_load_requested = Signal()
-    settings_edited = Signal(object, object)  # LoadSettings, SamplingSettings (user edits)
     reset_requested = Signal()
-    fit_changed = Signal(object, object)  # memory.Fit | None, list of free bytes
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, session: Session | None = None, parent: QWidget | None = None):
+        """A view and editor of `session` (a session of its own when None)."""
         super().__init__(parent)
         self.setObjectName("settingsPanel")
-        self.info: GGUFInfo | None = None
-        self.machine = MachineMemory(0, 0, [])
+        self.session = session if session is not None else Session(self)
         self.loaded_settings: LoadSettings | None = None
         self.loaded_path: str | None = None
-        self.model_path: str | None = None
-        self.problems: list[Problem] = []
-        self.fit: memory.Fit | None = None
-        # The memory headroom preference (Edit → Preferences), as a fraction: every "fits"
-        # answer here keeps it back. The window keeps it up to date (set_headroom).
-        self.headroom = 0.10
         self._quiet = False
         self.editors: dict[str, FieldEditor] = {}
 
@@ -139,7 +110,7 @@ class SettingsPanel(QWidget):
         ngl = QHBoxLayout()
         self.ngl_all = QPushButton("All")
         self.ngl_all.setToolTip("Offload every layer to the GPU")
-        self.ngl_all.clicked.connect(lambda: self.editors["n_gpu_layers"].set_value(-1))
+        self.ngl_all.clicked.connect(lambda: self._set_field("n_gpu_layers", -1))
         self.ngl_fit = QPushButton("Most that fit")
         self.ngl_fit.clicked.connect(self._use_max_gpu_layers)
         ngl.addWidget(self.ngl_all)
@@ -177,15 +148,22 @@ class SettingsPanel(QWidget):
         footer.addLayout(buttons)
         outer.addLayout(footer)
 
-        self._recompute = QTimer(self)
-        self._recompute.setSingleShot(True)
-        self._recompute.setInterval(0)
-        self._recompute.timeout.connect(self.refresh)
-        self.set_model(None, None)
+        se = self.session
+        se.inspection_changed.connect(self._on_session_inspection_changed)
+        se.load_settings_changed.connect(self._on_session_load_settings_changed)
+        se.sampling_changed.connect(self._on_session_sampling_changed)
+        se.machine_changed.connect(self._on_session_machine_changed)
+        se.fit_changed.connect(self._on_session_fit_changed)
+        self._show_values(se.load_settings, se.sampling)
+        self._on_session_inspection_changed(se.inspection)
+        self._on_session_machine_changed(se.machine)
+        self._on_session_load_settings_changed(se.load_settings)
+        self._on_session_fit_changed(se.fit)
 
-    # --- values ---------------------------------------------------------------------
+    # --- the editors' values ---------------------------------------------------------
 
     def load_settings(self) -> LoadSettings:
+        """The load settings the editors show (the session's, once an edit is written)."""
         return LoadSettings(
             **{n: self.editors[n].value() for n, _, _ in settings.options(LoadSettings)}
         )
@@ -195,53 +173,79 @@ class SettingsPanel(QWidget):
             n: self.editors[f"sampling.{n}"].value() for n, _, _ in settings.options(SamplingSettings)
         })  # fmt: skip
 
-    def set_values(self, load: LoadSettings, sampling: SamplingSettings) -> None:
-        """Show these settings (a preset) without emitting settings_edited."""
+    def _show_values(self, load: LoadSettings | None, sampling: SamplingSettings | None) -> None:
+        """Put the session's values in the editors without writing them back."""
         self._quiet = True
         try:
-            for name, value in dataclasses.asdict(load).items():
-                self.editors[name].set_value(value)
-            for name, value in dataclasses.asdict(sampling).items():
-                self.editors[f"sampling.{name}"].set_value(value)
+            for prefix, values in (("", load), ("sampling.", sampling)):
+                if values is None:
+                    continue
+                for name, value in dataclasses.asdict(values).items():
+                    editor = self.editors[prefix + name]
+                    if editor.value() != value:
+                        editor.set_value(value)
         finally:
             self._quiet = False
-        self.refresh()
 
-    def apply_changes(self, **values: Any) -> None:
-        """Set some load settings as if the user had (Tune's Apply): one settings_edited."""
-        self._quiet = True
-        try:
-            for name, value in values.items():
-                self.editors[name].set_value(value)
-        finally:
-            self._quiet = False
-        self._on_edited()
+    def _on_edited(self) -> None:
+        """An editor changed: the session gets the values (one `edited`)."""
+        if self._quiet:
+            return
+        self.session.set_settings(self.load_settings(), self.sampling_settings(), edited=True)
 
-    # --- model and machine ----------------------------------------------------------
+    def _set_field(self, name: str, value: Any) -> None:
+        """A fix button or a shortcut (All GPU layers): as if the user had edited it."""
+        self.editors[name].set_value(value)
 
-    def set_model(self, info: GGUFInfo | None, path: str | None) -> None:
-        self.info = info
-        self.model_path = path
+    # --- the session --------------------------------------------------------------------
+
+    def _on_session_inspection_changed(self, _inspection) -> None:
+        info = self.session.info
         swa = self.editors.get("swa_full")
         if swa is not None:  # a setting that does nothing for this model is shown as such
             inert = info is not None and info.n_swa_layers == 0
             swa.setEnabled(not inert)
             swa.setToolTip("This model has no sliding-window layers." if inert else "")
-        self.refresh()
+        self._update_buttons()
 
-    def set_machine(self, machine: MachineMemory) -> None:
-        self.machine = machine
-        self._recompute.start()
+    def _on_session_load_settings_changed(self, load: LoadSettings) -> None:
+        self._show_values(load, None)
+        self.editors["ctx_start"].setEnabled(load.ctx_grow)  # means nothing without growth
+        self._enable_spec_fields(load.spec)
+        self._update_buttons()
 
-    def set_headroom(self, pct: int) -> None:
-        """The memory headroom preference changed (percent): judge what fits again."""
-        self.headroom = pct / 100
-        self.refresh()
+    def _on_session_sampling_changed(self, sampling: SamplingSettings) -> None:
+        self._show_values(None, sampling)
 
-    @Slot(str, object)
-    def on_preference_changed(self, name: str, value: Any) -> None:
-        if name == "memory_headroom_pct":
-            self.set_headroom(value)
+    def _on_session_machine_changed(self, machine) -> None:
+        has_gpu = bool(machine.gpu_free)
+        self.ngl_all.setVisible(has_gpu)
+        self.ngl_fit.setVisible(has_gpu)
+        self.no_gpu.setVisible(not has_gpu)
+        for name in ("n_gpu_layers", "offload_kqv"):
+            self.editors[name].setEnabled(has_gpu)
+        self._enable_spec_fields(self.session.load_settings.spec)
+
+    def _on_session_fit_changed(self, result: FitResult) -> None:
+        """Draw what the settings add up to: problems, bars, verdict, context marks."""
+        se = self.session
+        info, load, fit = se.info, se.load_settings, result.fit
+        self._show_problems(result.problems)
+        ctx_editor = self.editors["n_ctx"]
+        assert isinstance(ctx_editor, ContextEditor)
+        if info is None:
+            ctx_editor.set_scale(0, 0, "")
+            ctx_editor.marks_label.setText("Open a model to see its trained context and what fits.")
+        elif fit is not None:
+            ctx_editor.set_scale(
+                info.n_ctx_train, result.largest, f"{load.type_k}/{load.type_v} KV"
+            )
+        self.memory.set_estimate(fit.estimate if fit else None, se.machine.free, result.now)
+        self.verdict.setText(fit.message if fit else "")
+        self.verdict.setVisible(fit is not None)
+        if fit is not None:
+            self.ngl_fit.setText(f"Most that fit ({fit.n_gpu_layers})")
+        self._update_buttons()
 
     def set_loaded(self, path: str | None, loaded: LoadSettings | None) -> None:
         """What the engine has loaded now (None: nothing)."""
@@ -257,67 +261,6 @@ class SettingsPanel(QWidget):
             self.progress.setValue(int(fraction * 100))
         self._update_buttons()
 
-    # --- recompute ------------------------------------------------------------------
-
-    def _on_edited(self) -> None:
-        if self._quiet:
-            return
-        self.refresh()
-        self.settings_edited.emit(self.load_settings(), self.sampling_settings())
-
-    def refresh(self) -> None:
-        """Re-validate and re-estimate for the current values, model and machine."""
-        load = self.load_settings()
-        m = self.machine
-        self.problems = settings.validate(
-            load, self.info, m.ram_available or None, m.ram_total or None, m.gpu_free,
-            headroom=self.headroom,
-        )  # fmt: skip
-        self.problems += settings.validate_sampling(self.sampling_settings())
-        self._show_problems()
-        self.fit = None
-        ctx_editor = self.editors["n_ctx"]
-        assert isinstance(ctx_editor, ContextEditor)
-        if self.info is not None and not any(
-            p.is_error and p.field != "n_ctx" for p in self.problems
-        ):
-            try:
-                self.fit = memory.fit(
-                    self.info, load, m.ram_available, m.ram_total, m.gpu_free, self.headroom
-                )
-                largest = memory.largest_context(
-                    self.info,
-                    load,
-                    m.ram_available,
-                    m.gpu_free,
-                    limit=max(self.info.n_ctx_train, 4096) * 4,
-                    headroom=self.headroom,
-                )
-            except (ValueError, ZeroDivisionError):  # a model too odd to estimate
-                self.fit, largest = None, 0
-            ctx_editor.set_scale(self.info.n_ctx_train, largest, f"{load.type_k}/{load.type_v} KV")
-        elif self.info is None:
-            ctx_editor.set_scale(0, 0, "")
-            ctx_editor.marks_label.setText("Open a model to see its trained context and what fits.")
-        now = None
-        if self.fit is not None and load.grows:
-            now = memory.estimate_now(self.info, self.fit.estimate.settings, m.gpu_free)
-        self.memory.set_estimate(self.fit.estimate if self.fit else None, m.free, now)
-        self.verdict.setText(self.fit.message if self.fit else "")
-        self.verdict.setVisible(self.fit is not None)
-        self.editors["ctx_start"].setEnabled(load.ctx_grow)  # means nothing without growth
-        has_gpu = bool(m.gpu_free)
-        self.ngl_all.setVisible(has_gpu)
-        self.ngl_fit.setVisible(has_gpu)
-        self.no_gpu.setVisible(not has_gpu)
-        for name in ("n_gpu_layers", "offload_kqv"):
-            self.editors[name].setEnabled(has_gpu)
-        self._enable_spec_fields(load.spec)
-        if has_gpu and self.fit is not None:
-            self.ngl_fit.setText(f"Most that fit ({self.fit.n_gpu_layers})")
-        self._update_buttons()
-        self.fit_changed.emit(self.fit, m.free)
-
     def _enable_spec_fields(self, kind: str) -> None:
         """Speculative decoding: only the fields the chosen kind uses can be edited."""
         uses = {
@@ -331,13 +274,13 @@ class SettingsPanel(QWidget):
         for name, on in uses.items():
             self.editors[name].setEnabled(on)
         self.editors["draft_n_gpu_layers"].setEnabled(
-            kind == "draft" and bool(self.machine.gpu_free)
+            kind == "draft" and bool(self.session.machine.gpu_free)
         )
 
-    def _show_problems(self) -> None:
+    def _show_problems(self, problems: tuple[Problem, ...]) -> None:
         by_field: dict[str, Problem] = {}
         general = []
-        for p in sorted(self.problems, key=lambda p: not p.is_error):
+        for p in sorted(problems, key=lambda p: not p.is_error):
             key = (
                 p.field if p.field in self.editors else (f"sampling.{p.field}" if p.field else None)
             )
@@ -354,25 +297,25 @@ class SettingsPanel(QWidget):
     def _fix_for(self, problem: Problem | None) -> tuple[str, Any] | None:
         if problem is None:
             return None
+        se, info = self.session, self.session.info
         if problem.code == "v_needs_flash_attn":
-            return ("Turn on flash attention", lambda: self.editors["flash_attn"].set_value(True))
+            return ("Turn on flash attention", lambda: self._set_field("flash_attn", True))
         if problem.code == "kv_block_size":
-            return ("Use f16", lambda: self.editors[problem.field].set_value("f16"))
-        if problem.code == "ctx_beyond_training" and self.info is not None:
-            return (
-                "Use the trained context",
-                lambda: self.editors["n_ctx"].set_value(self.info.n_ctx_train),
-            )
-        if problem.code == "memory" and self.info is not None:
-            largest = memory.largest_context(self.info, self.load_settings(), self.machine.ram_available,
-                                             self.machine.gpu_free, headroom=self.headroom)  # fmt: skip
+            return ("Use f16", lambda: self._set_field(problem.field, "f16"))
+        if problem.code == "ctx_beyond_training" and info is not None:
+            return ("Use the trained context", lambda: self._set_field("n_ctx", info.n_ctx_train))
+        if problem.code == "memory" and info is not None:
+            m = se.machine
+            largest = memory.largest_context(info, se.load_settings, m.ram_available,
+                                             list(m.gpu_free), headroom=se.headroom)  # fmt: skip
             if largest:
-                return (f"Use {largest:,}", lambda: self.editors["n_ctx"].set_value(largest))
+                return (f"Use {largest:,}", lambda: self._set_field("n_ctx", largest))
         return None
 
     def _use_max_gpu_layers(self) -> None:
-        if self.fit is not None:
-            self.editors["n_gpu_layers"].set_value(self.fit.n_gpu_layers)
+        fit = self.session.fit.fit
+        if fit is not None:
+            self._set_field("n_gpu_layers", fit.n_gpu_layers)
 
     @staticmethod
     def _show_group(box: QGroupBox, on: bool) -> None:
@@ -381,17 +324,13 @@ class SettingsPanel(QWidget):
 
     # --- buttons --------------------------------------------------------------------
 
-    @property
-    def load_blocked(self) -> bool:
-        return any(p.is_error for p in self.problems) or self.info is None
-
     def _update_buttons(self) -> None:
         loading = self.progress.isVisible()
-        is_loaded = self.loaded_path is not None and self.loaded_path == self.model_path
+        is_loaded = self.loaded_path is not None and self.loaded_path == self.session.path
         if is_loaded:
             differs = (
                 self.loaded_settings is not None
-                and self.load_settings().normalized() != self.loaded_settings
+                and self.session.load_settings.normalized() != self.loaded_settings
             )
             self.load_button.setText("Reload to apply" if differs else "Unload")
             self.load_button.setToolTip(
@@ -402,11 +341,13 @@ class SettingsPanel(QWidget):
         else:
             self.load_button.setText("Load")
             self.load_button.setToolTip("Load this model with these settings (Ctrl+L)")
-        blocked = self.load_blocked and not (is_loaded and self.load_button.text() == "Unload")
+        blocked = self.session.load_blocked and not (
+            is_loaded and self.load_button.text() == "Unload"
+        )
         self.load_button.setEnabled(not loading and not blocked)
 
     def _on_load_clicked(self) -> None:
         if self.load_button.text() == "Unload":
             self.unload_requested.emit()
         else:
-            self.load_requested.emit(self.load_settings())
+            self.load_requested.emit(self.session.load_settings)

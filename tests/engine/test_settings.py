@@ -59,7 +59,7 @@ def test_defaults_are_valid(info):
 def test_every_setting_is_declared(cls):
     for name, default, opt in settings.options(cls):
         assert opt.label and opt.description and opt.group, name
-        assert opt.flags, name
+        assert opt.flags or not opt.cli, name  # a window-only setting has no flag
         if opt.choices is not None:
             assert default in opt.choices
         if opt.minimum is not None and default not in opt.special:
@@ -419,6 +419,8 @@ def _argv(obj) -> list[str]:
     """The flags that give every field of obj its value (first flag of each option)."""
     argv: list[str] = []
     for f in dataclasses.fields(obj):
+        if not f.metadata["option"].cli:
+            continue
         flag = f.metadata["option"].flags[0]
         long_flag = next(x for x in f.metadata["option"].flags if x.startswith("--"))
         v = getattr(obj, f.name)
@@ -497,6 +499,16 @@ def test_cli_round_trip(load, sampling):
     args = _parser().parse_args(_argv(load) + _argv(sampling))
     assert settings.from_args(LoadSettings, args) == load
     assert settings.from_args(SamplingSettings, args, prefix="sampling_") == sampling
+
+
+def test_a_window_only_setting_has_no_cli_flag():
+    """keep_alive is the window's (hearth run closes its own host; hearth serve has a
+    --keep-alive of its own): no flag, and from_args keeps the base's value."""
+    assert not settings.option(SamplingSettings, "keep_alive").cli
+    _args, unknown = _parser().parse_known_args(["--keep-alive", "0"])
+    assert unknown == ["--keep-alive", "0"]
+    base = SamplingSettings(keep_alive=60)
+    assert settings.from_args(SamplingSettings, _parser().parse_args([]), base, "sampling_") == base
 
 
 def test_cli_refuses_unknown_kv_types():

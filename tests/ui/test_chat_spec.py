@@ -44,7 +44,7 @@ def test_the_panel_explains_a_draft_that_cannot_serve_and_counts_a_good_one(
 ):
     window.open_model(str(bigram_model))
     panel = window.settings_panel
-    qtbot.waitUntil(lambda: panel.info is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: window.session.info is not None, timeout=10_000)
     assert not panel.editors["model_draft"].isEnabled()  # spec is off
     panel.editors["spec"].set_value("draft")
     assert panel.editors["model_draft"].isEnabled()
@@ -59,6 +59,7 @@ def test_the_panel_explains_a_draft_that_cannot_serve_and_counts_a_good_one(
 
     editor.set_value(str(drafts["good"]))
     assert editor.message.text() == "" and panel.load_button.isEnabled()
-    assert panel.fit is not None and panel.fit.estimate.draft is not None
+    fit = window.session.fit.fit
+    assert fit is not None and fit.estimate.draft is not None
     assert "draft model" in panel.memory.describe()
     assert "draft model" in window.card.memory.describe()

@@ -117,12 +117,12 @@ def test_free_memory_counts_back_what_the_loaded_model_holds(qtbot, window, bigr
     host, _gpus = memory.held_by_model(loaded.buffers, len(window.machine.gpu_free))
     assert host > 0  # this model's KV cache and compute buffers, at least
     qtbot.waitUntil(
-        lambda: window.settings_panel.machine.ram_available == window.machine.ram_available + host,
+        lambda: window.session.machine.ram_available == window.machine.ram_available + host,
         timeout=10_000,
     )
     with qtbot.waitSignal(window.engine.unloaded, timeout=10_000):
         window.engine.unload()
-    qtbot.waitUntil(lambda: window.settings_panel.machine == window.machine, timeout=10_000)
+    qtbot.waitUntil(lambda: window.session.machine == window.machine, timeout=10_000)
 
 
 def test_held_memory_reads_llama_cpp_device_names():

@@ -158,7 +158,7 @@ def test_markers_on_load_settings_unload_and_crash_fake_nvml_without_driver(
     assert label.startswith("loaded f16/f16 n_ctx ")
     qtbot.waitUntil(lambda: label in view.marker_labels(), timeout=5000)
     # The reference line: the estimate of what was loaded.
-    assert view._estimate[0] == panel.fit.estimate.host.total > 0
+    assert view._estimate[0] == window.session.fit.fit.estimate.host.total > 0
     assert view.readout_values()["estimate"]
 
     panel.editors["n_ctx"].set_value(2048)

@@ -52,11 +52,14 @@ def test_drop_tune_load_unload(qtbot, window, bigram_models):
     panel.editors["type_k"].set_value("q8_0")
     panel.editors["type_v"].set_value("q4_0")
     panel.editors["n_ctx"].set_value(2048)
-    qtbot.waitUntil(lambda: panel.fit is not None and panel.fit.estimate.settings.n_ctx == 2048)
-    m = panel.machine
+    session = window.session
+    qtbot.waitUntil(
+        lambda: session.fit.fit is not None and session.fit.fit.estimate.settings.n_ctx == 2048
+    )
+    m = session.machine
     want = memory.fit(info, panel.load_settings(), m.ram_available, m.ram_total, m.gpu_free)
-    assert panel.fit.estimate == want.estimate
-    assert panel.fit.estimate.kv == sum(memory.kv_cache_bytes(info, 2048, "q8_0", "q4_0"))
+    assert session.fit.fit.estimate == want.estimate
+    assert session.fit.fit.estimate.kv == sum(memory.kv_cache_bytes(info, 2048, "q8_0", "q4_0"))
     assert card.memory.describe() == panel.memory.describe() != ""
 
     with qtbot.waitSignal(window.engine.loaded, timeout=30_000) as loaded:
@@ -165,7 +168,7 @@ def test_settings_are_remembered_per_model(qtbot, window, bigram_models):
     assert window.settings_panel.load_settings().n_ctx == 4096
     open_by_drop(qtbot, window, a)
     assert window.settings_panel.load_settings().n_ctx == 1536
-    with qtbot.waitSignal(window.settings_panel.fit_changed, timeout=5000):
+    with qtbot.waitSignal(window.session.fit_changed, timeout=5000):
         window.settings_panel.reset_button.click()
     assert window.settings_panel.load_settings() == dataclasses.replace(LoadSettings())
 

@@ -51,8 +51,8 @@ def test_tune_measures_shows_the_table_and_apply_changes_the_panel(qtbot, window
     # Set the panel to some other combination, then Apply: the recommendation is back.
     panel = window.settings_panel
     other = next(r.combo for r in result.rows if r.measured and r.combo != rec.combo)
-    panel.apply_changes(type_k=other.type_k, type_v=other.type_v, flash_attn=other.flash_attn)
-    with qtbot.waitSignal(panel.settings_edited, timeout=5_000):
+    window.session.edit_load(type_k=other.type_k, type_v=other.type_v, flash_attn=other.flash_attn)
+    with qtbot.waitSignal(window.session.edited, timeout=5_000):
         dialog.apply_button.click()
     got = panel.load_settings()
     assert TuneCombo(got.type_k, got.type_v, got.flash_attn) == rec.combo
@@ -76,7 +76,7 @@ def test_the_card_shows_the_cached_result_next_time_and_applies_it(qtbot, window
     qtbot.waitUntil(lambda: window.card.tune_summary.isVisible(), timeout=10_000)
     assert window.card.tune_summary.text().startswith("Tuned here on ")
     panel = window.settings_panel
-    panel.apply_changes(type_k="q4_0", type_v="q4_0", flash_attn=True)
+    window.session.edit_load(type_k="q4_0", type_v="q4_0", flash_attn=True)
     window.card.tune_apply.click()
     s = panel.load_settings()
     assert TuneCombo(s.type_k, s.type_v, s.flash_attn) == rec
@@ -107,20 +107,21 @@ def test_cancel_stops_the_run_without_blocking_the_window(qtbot, window, random_
 
 def test_headroom_preference_changes_what_fits_and_is_saved(qtbot, window, random_model):
     open_by_drop(qtbot, window, random_model)
-    panel = window.settings_panel
+    panel, session = window.settings_panel, window.session
     panel.editors["n_ctx"].set_value(4096)
-    need = memory.estimate(panel.info, panel.load_settings()).host_bytes
+    need = memory.estimate(session.info, session.load_settings).host_bytes
     free = int(need * 1.2)  # fits exactly, but not with half of it kept back
-    with qtbot.waitSignal(panel.fit_changed, timeout=5_000):
-        panel.set_machine(type(panel.machine)(free, 4 * free, []))
+    with qtbot.waitSignal(session.fit_changed, timeout=5_000):
+        session.set_machine(type(session.machine)(free, 4 * free, []))
     with qtbot.waitSignal(window.preferences.saved, timeout=5_000):
         assert window.preferences.set("memory_headroom_pct", 0) is None
-    assert panel.headroom == 0 and panel.fit.verdict == "fits"
+    assert session.headroom == 0 and session.fit.fit.verdict == "fits"
     with qtbot.waitSignal(window.preferences.saved, timeout=5_000):
         assert window.preferences.set("memory_headroom_pct", 50) is None  # as the dialog does
-    assert panel.headroom == 0.5
-    assert panel.fit.verdict == "tight" and "after the 50% headroom" in panel.fit.message
-    assert window.card.verdict_text == panel.fit.message  # the card follows the panel
+    assert session.headroom == 0.5
+    fit = session.fit.fit
+    assert fit.verdict == "tight" and "after the 50% headroom" in fit.message
+    assert window.card.verdict_text == fit.message  # the card follows the session
     assert preferences.load()[0].memory_headroom_pct == 50
     assert "must be one of" in window.preferences.set("memory_headroom_pct", 33)
     # Edit → Preferences shows it, and a choice there reaches the panel.
@@ -129,7 +130,7 @@ def test_headroom_preference_changes_what_fits_and_is_saved(qtbot, window, rando
     assert combo.currentData() == 50
     with qtbot.waitSignal(window.preferences.saved, timeout=5_000):
         combo.setCurrentIndex(combo.findData(10))
-    assert panel.headroom == 0.1 and panel.fit.verdict == "fits"
+    assert session.headroom == 0.1 and session.fit.fit.verdict == "fits"
     window.preferences_dialog.close()
 
 

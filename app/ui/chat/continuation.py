@@ -77,7 +77,7 @@ class Continuation(QObject):
         self.banner.hide()
         if not (message.stats or {}).get("context_full") or message.status != "complete":
             return
-        policy = self.pane.window.settings_panel.sampling_settings().ctx_full
+        policy = self.pane.session.sampling.ctx_full
         loaded = self.pane.engine.loaded_model
         n_ctx = loaded.context_max if loaded is not None else 0
         if policy == "drop-oldest" and self.pane.can_drop_for_continue():

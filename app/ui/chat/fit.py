@@ -71,8 +71,7 @@ class ContextFit(QObject):
         self.pending, self._dropping, self._after_load = None, False, None
 
     def _room(self, n_ctx: int) -> int:
-        max_tokens = self.pane.window.settings_panel.sampling_settings().max_tokens
-        return reply_room(n_ctx, max_tokens)
+        return reply_room(n_ctx, self.pane.session.sampling.max_tokens)
 
     def _on_engine_token_count(self, count: TokenCount) -> None:
         pending = self.pending
@@ -100,11 +99,11 @@ class ContextFit(QObject):
 
     def _show_overflow(self, pending: PendingTurn, room: int) -> None:
         loaded = self.pane.engine.loaded_model
-        panel = self.pane.window.settings_panel
+        session = self.pane.session
         larger = None
-        if loaded is not None and panel.model_path == loaded.path and panel.machine is not None:
-            m = panel.machine
-            larger = larger_context(panel.info, loaded, m.ram_available, m.gpu_free,
+        if loaded is not None and session.path == loaded.path and session.info is not None:
+            m = session.machine
+            larger = larger_context(session.info, loaded, m.ram_available, list(m.gpu_free),
                                     pending.tokens + room)  # fmt: skip
         can_drop = self.pane.context_start_index() < pending.limit
         self.pane.page.overflow.show_overflow(pending.tokens, pending.n_ctx, room, larger, can_drop)
@@ -126,13 +125,13 @@ class ContextFit(QObject):
     def _on_overflow_reload_requested(self, n_ctx: int) -> None:
         """Reload the model with a larger context; the pending turn goes once loaded."""
         window = self.pane.window
-        loaded = self.pane.engine.loaded_model
-        if loaded is None or window.current is None or window.current.path != loaded.path:
+        loaded, session = self.pane.engine.loaded_model, self.pane.session
+        if loaded is None or session.path != loaded.path:
             window.notice.show_message(
                 "banner-info", "Open the loaded model's card first to reload it with a larger context."
             )  # fmt: skip
             return
         self._after_load, self.pending = self.pending, None
         self.pane.page.overflow.hide()
-        window.settings_panel.editors["n_ctx"].set_value(n_ctx)
+        session.edit_load(n_ctx=n_ctx)  # the panel shows it; the preset keeps it
         window.load_current()

@@ -96,6 +96,7 @@ class ChatPane(QObject):
         super().__init__(window)
         self.window = window
         self.engine = window.engine
+        self.session = window.session  # the sampling settings each reply uses
         self.store = StoreThread(store_path, self)
         self.renderer = MarkdownRenderer(render_style())
         self.page = ChatPage(self.renderer, window)
@@ -118,6 +119,8 @@ class ChatPane(QObject):
         self._system_timer.timeout.connect(self._save_system_prompt)
         self.fit = ContextFit(self)
         self.continuation = Continuation(self)
+        self._preset_prompt = self.session.sampling.system_prompt
+        self.session.sampling_changed.connect(self._on_session_sampling_changed)
         self._connect()
 
     def _connect(self) -> None:
@@ -279,8 +282,18 @@ class ChatPane(QObject):
     # -- the system prompt ---------------------------------------------------------------
 
     def _preset_system_prompt(self) -> str:
-        editor = self.window.settings_panel.editors.get("sampling.system_prompt")
-        return editor.value() if editor is not None else ""
+        self._preset_prompt = self.session.sampling.system_prompt
+        return self._preset_prompt
+
+    def _on_session_sampling_changed(self, sampling) -> None:
+        """An unsent chat whose system prompt is still the preset's follows the preset."""
+        before, self._preset_prompt = self._preset_prompt, sampling.system_prompt
+        if (
+            before != sampling.system_prompt
+            and not self.messages
+            and self.system_prompt() == before
+        ):
+            self._set_system_text(sampling.system_prompt)
 
     def _set_system_text(self, text: str) -> None:
         edit = self.page.system_edit
@@ -441,7 +454,7 @@ class ChatPane(QObject):
         if loaded is None:
             self.composer.set_busy(False)
             return
-        sampling = self.window.settings_panel.sampling_settings()
+        sampling = self.session.sampling
         first = self.context_start_id
         snapshot = chat_stats.settings_snapshot(
             loaded, sampling, {"first_message_id": first} if first or self._start_at_new else None

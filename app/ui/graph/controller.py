@@ -1,5 +1,5 @@
 """Wires the resource graph into the main window: the Sampler, the dock, the status-bar
-sparklines, and the engine's and settings panel's signals.
+sparklines, and the engine's and the session's signals (app.ui.session).
 
 Start-up stays light: installing creates a QDockWidget with a placeholder, an action and
 the sparkline widget, nothing more. The Sampler is made when the window starts
@@ -189,9 +189,9 @@ class GraphController(QObject):
         e.finished.connect(self._on_finished)
         e.context_grown.connect(self._on_context_grown)
         e.other_request.connect(self._on_api_request)
-        panel = w.settings_panel
-        panel.settings_edited.connect(self._on_settings_edited)
-        panel.fit_changed.connect(self._on_fit_changed)
+        session = w.session
+        session.edited.connect(self._settings_timer.start)
+        session.fit_changed.connect(self._on_session_fit_changed)
         w.model_opened.connect(self._on_model_opened)
         try:
             from PySide6.QtWidgets import QApplication
@@ -214,39 +214,28 @@ class GraphController(QObject):
 
     def _on_loaded(self, loaded: Loaded) -> None:
         self._event("load", loaded_label(loaded))
-        panel = self.window.settings_panel
-        if (
-            panel.fit is not None
-            and panel.model_path
-            and (os.path.abspath(panel.model_path) == os.path.abspath(loaded.path))
-        ):
-            self._set_estimate(panel.fit, loaded.n_ctx)
-        self._settings_base = (panel.load_settings(), panel.sampling_settings())
+        if self._fit_of(loaded.path) is not None:
+            self._set_estimate(self._fit_of(loaded.path), loaded.n_ctx)
+        self._settings_base = self._settings_now()
 
     def _on_context_grown(self, grown: ContextGrown) -> None:
         self._event("context", grown_label(grown))
         loaded = self.window.engine.loaded_model
-        panel = self.window.settings_panel
-        if (
-            loaded is not None
-            and panel.fit is not None
-            and panel.model_path
-            and (os.path.abspath(panel.model_path) == os.path.abspath(loaded.path))
-        ):
-            self._set_estimate(panel.fit, grown.n_ctx)  # the dashed line steps up too
+        if loaded is not None and self._fit_of(loaded.path) is not None:
+            self._set_estimate(self._fit_of(loaded.path), grown.n_ctx)  # the line steps up too
 
     def _on_api_request(self, event) -> None:
         self._event("api", api_label(event))
 
     def _on_unloaded(self) -> None:
         self._event("unload", "unloaded")
-        self._set_estimate(self.window.settings_panel.fit)
+        self._set_estimate(self.window.session.fit.fit)
 
     def _on_crashed(self, crash: Crashed) -> None:
         self._event("crash", crash_label(crash))
         if self.sampler is not None:
             self.sampler.set_worker_pid(None)
-        self._set_estimate(self.window.settings_panel.fit)
+        self._set_estimate(self.window.session.fit.fit)
 
     def _on_tokens(self, _rid: str, text: str) -> None:
         # See TokenCounter: a chunk is every token of one frame; its count is estimated.
@@ -270,34 +259,40 @@ class GraphController(QObject):
         )
         self.tokens.calibrate(finished.text, t.completion_tokens)
 
+    def _settings_now(self) -> tuple:
+        session = self.window.session
+        return session.load_settings, session.sampling
+
+    def _fit_of(self, path: str):
+        """The session's fit when its model is `path` (else None)."""
+        session = self.window.session
+        same = session.path and os.path.abspath(session.path) == os.path.abspath(path)
+        return session.fit.fit if same else None
+
     def _on_model_opened(self, _path: str) -> None:
-        panel = self.window.settings_panel
-        self._settings_base = (panel.load_settings(), panel.sampling_settings())
+        self._settings_base = self._settings_now()
         self._settings_timer.stop()
 
-    def _on_settings_edited(self, _load, _sampling) -> None:
-        self._settings_timer.start()
-
     def _mark_settings(self) -> None:
-        panel = self.window.settings_panel
-        now = (panel.load_settings(), panel.sampling_settings())
+        now = self._settings_now()
         label = settings_change(self._settings_base, now)
         self._settings_base = now
         if label is not None:
             self._event("settings", label)
 
-    def _on_fit_changed(self, fit, _free) -> None:
+    def _on_session_fit_changed(self, result) -> None:
         if self.window.engine.loaded_model is None:  # loaded: the line is the loaded model's
-            self._set_estimate(fit)
+            self._set_estimate(result.fit)
 
     def _set_estimate(self, fit, n_ctx: int | None = None) -> None:
         """The estimate line: `fit`'s, or at `n_ctx` (the context allocated now) when the
         model is loaded with a context that grows."""
         est = fit.estimate if fit is not None else None
-        info = self.window.settings_panel.info
+        session = self.window.session
+        info = session.info
         if est is not None and n_ctx and n_ctx != est.settings.n_ctx and info is not None:
             s = dataclasses.replace(est.settings, n_ctx=n_ctx, ctx_start=n_ctx)
-            est = memory.estimate(info, s, self.window.settings_panel.machine.gpu_free)
+            est = memory.estimate(info, s, list(session.machine.gpu_free))
         if est is None:
             self._estimate = (None, [])
         else:

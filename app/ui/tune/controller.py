@@ -39,7 +39,7 @@ class TuneController(QObject):
                      lambda r: self._show_cached(path, r)).run()  # fmt: skip
 
     def _show_cached(self, path: str, result: TuneResult | None) -> None:
-        current = self.window.current
+        current = self.window.session.inspection
         if current is None or current.path != path:
             return  # another model opened meanwhile
         from app.ui.tune.dialog import summary
@@ -56,7 +56,7 @@ class TuneController(QObject):
 
     def open_dialog(self) -> TuneDialog | None:
         """Open (or raise) the Tune dialog for the model whose card is showing."""
-        current = self.window.current
+        current = self.window.session.inspection
         if current is None or current.info is None:
             return None
         d = self.dialog
@@ -66,11 +66,11 @@ class TuneController(QObject):
         if self.dialog is None:
             from app.ui.tune.dialog import TuneDialog
 
-            panel = self.window.settings_panel
-            m = panel.machine
-            machine = (m.ram_available, m.gpu_free) if m.ram_available else None
+            session = self.window.session
+            m = session.machine
+            machine = (m.ram_available, list(m.gpu_free)) if m.ram_available else None
             self.dialog = TuneDialog(
-                current.path, current.info, panel.load_settings(), panel.headroom, machine,
+                current.path, current.info, session.load_settings, session.headroom, machine,
                 self.cached, parent=self.window,
             )  # fmt: skip
             self.dialog.apply_requested.connect(self.apply)
@@ -80,13 +80,14 @@ class TuneController(QObject):
         return self.dialog
 
     def _on_result(self, result: TuneResult) -> None:
-        current = self.window.current
+        current = self.window.session.inspection
         if current is not None and current.path == result.model:
             self._show_cached(result.model, result)
 
     def apply(self, combo: TuneCombo) -> None:
-        """Set the settings panel to `combo` (saved with the model's preset as any edit)."""
-        self.window.settings_panel.apply_changes(
+        """Set the session's settings to `combo` (the panel shows them; saved with the
+        model's preset as any edit)."""
+        self.window.session.edit_load(
             type_k=combo.type_k, type_v=combo.type_v, flash_attn=combo.flash_attn
         )
         self.window.statusBar().showMessage(f"Tune applied: {combo.label}.", 5000)
