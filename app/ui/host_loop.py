@@ -162,7 +162,7 @@ class HostLoop:
 
     async def load(self, rid: str, path: str, settings: LoadSettings) -> None:
         """Load beside the models already loaded (the host's memory admission decides);
-        pinned: the window's loads stay until unloaded."""
+        pinned until its first reply (then the keep_alive setting rules: keep_alive.py)."""
         task = asyncio.current_task()
         self._loads[rid] = task
         model = self.host.model_id(path)

@@ -13,11 +13,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from PySide6.QtCore import QObject
     from PySide6.QtGui import QAction
     from PySide6.QtWidgets import QDockWidget, QMenu
 
     from app.engine.protocol import Ready
     from app.ui.about import AboutDialog
+    from app.ui.api_toggle import ApiToggle
     from app.ui.browser.controller import BrowserController
     from app.ui.chat.conversations import ChatsPanel
     from app.ui.chat.pane import ChatPane
@@ -70,3 +72,9 @@ class WindowPanes:
     log_action: QAction
     # app.ui.tune
     tune: TuneController
+    # app.ui.api_toggle
+    api: ApiToggle
+    # Event filters that other modules install on the window, kept alive as long as it is
+    _first_paint: QObject | None = None  # app.ui.application: build the rest after it
+    _startup_probe: QObject | None = None  # app.ui.application: bench/startup.py's probe
+    _file_open_filter: QObject | None = None  # app.ui.instance: files the OS hands over
