@@ -206,7 +206,7 @@ class EngineClient(QObject):
     def set_keep_alive(self, path: str, keep_alive: int) -> None:
         """The keep_alive of a loaded model changed (app.ui.keep_alive says when it acts)."""
         if self._host is not None:
-            self._host.call(self._host.keep, os.path.realpath(path), self._keep_alive(keep_alive))
+            self._host.call(self._host.keep, _key(path), self._keep_alive(keep_alive))
 
     def _keep_alive(self, value: int) -> int:
         """A model's keep_alive value in force: the preference stands in for "as in
