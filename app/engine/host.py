@@ -17,10 +17,13 @@ supervisor's reader thread and are handed to the loop in batches.
 * **keep_alive** per model (Ollama's meaning): seconds to stay loaded once idle; 0 unloads
   after the request, a negative value never. A pinned model (loaded by hand in the window)
   stays until it is unloaded.
-* **Requests** (generate, count) wait in a FIFO queue per model; one runs per worker, models
+* **Requests** (generate, count, embed) wait in a FIFO queue per model; one runs per worker, models
   run in parallel. Each can be cancelled while queued or running. A worker that dies fails
   its model's running and queued requests with the reason (Crashed) and the model counts
   as unloaded; other models are untouched.
+* **Embeddings** (host_embed.py): a model loaded with `embedding` on answers them in its own
+  queue; otherwise the host loads a second worker of the file for embeddings, under its own
+  key, admitted and kept alive like any other load.
 * **Events** for subscribers (host_types.py): loading, loaded, unloaded (reason), request
   started / finished, and every other worker event.
 * **Remote models** (`remote:MODEL@SERVER`, app.engine.remote) have no worker: the host
@@ -43,7 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from app.engine import gguf_info, memory, remote
+from app.engine import gguf_info, host_embed, memory, remote
 from app.engine import settings as settings_mod
 from app.engine.admission import MachineMemory, Refused, Resident, admit
 from app.engine.host_types import (
@@ -63,6 +66,8 @@ from app.engine.protocol import (
     ContextGrown,
     CountTokens,
     Crashed,
+    Embed,
+    Embeddings,
     Error,
     Finished,
     Generate,
@@ -76,11 +81,13 @@ log = logging.getLogger(__name__)
 
 
 class _Slot:
-    """One model the host holds: its supervisor, settings, queue and keep_alive."""
+    """One model the host holds: its supervisor, settings, queue and keep_alive.
+    `model` is the host's key: the file's path, or its embedding worker's key."""
 
     def __init__(self, model: str, settings: LoadSettings, est: memory.Estimate, loop):
         self.model = model
-        self.name = os.path.basename(model)
+        self.path = host_embed.file_of(model)
+        self.name = os.path.basename(self.path) + model[len(self.path) :]
         self.settings = settings.normalized()
         self.estimate = est
         self.loop = loop
@@ -192,6 +199,15 @@ class ModelHost:
         mid = self.model_id(model)
         if remote.is_remote(mid):  # no worker, no admission, no keep_alive
             return await self.remotes.ensure_loaded(mid, pinned)
+        return await self._ensure(mid, settings, keep_alive, pinned)
+
+    async def _ensure(
+        self,
+        mid: str,
+        settings: LoadSettings | None,
+        keep_alive: float | None,
+        pinned: bool | None,
+    ) -> ModelLoaded:
         slot = self._reusable(mid, settings)
         if slot is None:
             async with self._load_lock():
@@ -202,7 +218,7 @@ class ModelHost:
                         await self._wait_idle(old)
                         await self._unload(old, "reload", "Reloading with new settings.")
                     if settings is None:
-                        settings = await self._remembered(mid)
+                        settings = await self._remembered(host_embed.file_of(mid))
                     slot = await self._load(mid, settings)
                     notes, slot.notes = slot.notes, ()
                     self._configure(slot, keep_alive, pinned)
@@ -237,19 +253,58 @@ class ModelHost:
     async def submit(
         self,
         model: str | os.PathLike[str],
-        command: Generate | CountTokens,
+        command: Generate | CountTokens | Embed,
         *,
         settings: LoadSettings | None = None,
         keep_alive: float | None = None,
     ) -> Request:
         """Queue a command built by the caller (the API's Generate with a schema, tools,
-        logit bias), loading the model first if needed; returns the queued request."""
+        logit bias), loading the model first if needed; returns the queued request. An
+        Embed goes to the model's embedding worker (see `embed`)."""
         if remote.is_remote(model):  # proxied to its server (remote_engine.py)
             self._check_open()
             return await self.remotes.submit(model, command)
+        if isinstance(command, Embed):
+            return await self._submit_embed(model, command, settings, keep_alive)
         await self.ensure_loaded(model, settings, keep_alive=keep_alive)
         kind = "generate" if isinstance(command, Generate) else "count"
         return self._enqueue(self.model_id(model), kind, command, keep_alive)
+
+    async def embed(
+        self,
+        model: str | os.PathLike[str],
+        inputs: Sequence[str | Sequence[int]],
+        *,
+        truncate: bool = True,
+        normalize: bool = True,
+        settings: LoadSettings | None = None,
+        keep_alive: float | None = None,
+    ) -> Request:
+        """Queue the embedding of `inputs` (texts or token ids); its result() is an
+        Embeddings event. The model's chat worker answers when it was loaded with
+        `embedding` on; otherwise an embedding worker of the same file is loaded just in
+        time (host_embed.py) with `settings` (None: the model's remembered ones)."""
+        items = tuple(x if isinstance(x, str) else tuple(x) for x in inputs)
+        cmd = Embed(items, truncate, normalize)
+        return await self._submit_embed(model, cmd, settings, keep_alive)
+
+    async def _submit_embed(
+        self, model, cmd: Embed, settings: LoadSettings | None, keep_alive: float | None
+    ) -> Request:
+        self._check_open()
+        mid = self.model_id(model)
+        chat = self._slots.get(mid)
+        if (
+            chat is not None
+            and chat.state == "loaded"
+            and host_embed.chat_worker_embeds(chat.settings, settings)
+        ):
+            return self._enqueue(mid, "embed", cmd, keep_alive)
+        if settings is None:
+            settings = await self._remembered(mid)
+        key = host_embed.embedding_key(mid)
+        await self._ensure(key, host_embed.embedding_settings(settings), keep_alive, None)
+        return self._enqueue(key, "embed", cmd, keep_alive)
 
     async def count_tokens(
         self,
@@ -330,8 +385,9 @@ class ModelHost:
             await done
 
     async def _load(self, mid: str, settings: LoadSettings) -> _Slot:
-        name = os.path.basename(mid)
-        inspection = await self._run(gguf_info.inspect, mid)
+        path = host_embed.file_of(mid)
+        name = os.path.basename(path)
+        inspection = await self._run(gguf_info.inspect, path)
         if inspection.info is None or not inspection.usable:
             errors = [p.message for p in inspection.problems if p.is_error]
             raise HostError(
@@ -384,7 +440,7 @@ class ModelHost:
             await self._run(slot.sup.start, self.start_timeout)
         except EngineNotRunning as e:
             raise HostError(str(e), kind="engine") from None
-        cmd = Load(slot.model, settings)
+        cmd = Load(slot.path, settings)
         end = slot.pending[cmd.request_id] = asyncio.get_running_loop().create_future()
         slot.sup.last_load = cmd
         try:
@@ -492,7 +548,13 @@ class ModelHost:
         slot.running = None
         slot.last_used = time.monotonic()
         req._push(event)
-        reason = event.reason if isinstance(event, Finished) else "count"
+        reason = (
+            event.reason
+            if isinstance(event, Finished)
+            else "embed"
+            if isinstance(event, Embeddings)
+            else "count"
+        )
         self._emit(RequestFinished(slot.model, req.id, req.kind, reason))
         self._pump(slot)
         if slot.idle:
@@ -568,11 +630,11 @@ class ModelHost:
                 slot.pending[rid].set_result(event)
         running = slot.running
         if running is not None and rid == running.id:
-            if isinstance(event, Finished | TokenCount):
+            if isinstance(event, Finished | TokenCount | Embeddings):
                 self._finish_request(slot, event)
                 return
             running._push(event)
-        if not isinstance(event, Loaded | Finished | TokenCount):
+        if not isinstance(event, Loaded | Finished | TokenCount | Embeddings):
             self._emit(WorkerEvent(slot.model, event))
 
     def _on_crash(self, slot: _Slot, crash: Crashed) -> None:

@@ -1,9 +1,9 @@
 """What the model host hands its clients: requests, the events it publishes, and `ps` rows.
 
-A `Request` is one generate or count call on one model. Its events (Token, PromptProgress,
-Error, ...) arrive in `stream()`; it ends with exactly one terminal event, which `result()`
-returns: Finished (also for a request cancelled while it waited), TokenCount, or Crashed
-(its model's worker died). A client that goes away (its task cancelled, its stream closed
+A `Request` is one generate, count or embed call on one model. Its events (Token,
+PromptProgress, Error, ...) arrive in `stream()`; it ends with exactly one terminal event,
+which `result()` returns: Finished (also for a request cancelled while it waited, or one that
+failed), TokenCount, Embeddings, or Crashed (its model's worker died). A client that goes away (its task cancelled, its stream closed
 early) cancels the request.
 """
 
@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.engine.protocol import Crashed, Finished, Loaded, TokenCount
+from app.engine.protocol import Crashed, Embeddings, Finished, Loaded, TokenCount
 from app.engine.settings import LoadSettings, to_dict
 
-TERMINAL = (Finished, TokenCount, Crashed)
+TERMINAL = (Finished, TokenCount, Embeddings, Crashed)
 
 # keep_alive: seconds to stay loaded after the last request; 0 unloads after the request,
 # a negative value never unloads (Ollama's meaning). None: the host's default.
@@ -83,7 +83,7 @@ class ModelUnloaded:
 class RequestStarted:
     model: str
     request_id: str
-    kind: str  # "generate" | "count"
+    kind: str  # "generate" | "count" | "embed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +91,7 @@ class RequestFinished:
     model: str
     request_id: str
     kind: str
-    reason: str  # Finished.reason, "count", or "crash"
+    reason: str  # Finished.reason, "count", "embed", or "crash"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +134,7 @@ class Request:
             self._on_cancel(self)
 
     async def result(self) -> Any:
-        """The terminal event (Finished, TokenCount or Crashed)."""
+        """The terminal event (Finished, TokenCount, Embeddings or Crashed)."""
         try:
             return await asyncio.shield(self._done)
         except asyncio.CancelledError:

@@ -21,6 +21,10 @@ from app.engine.settings import LoadSettings, kv_type_id
 # llama.h's LLAMA_DEFAULT_SEED: "pick a random seed" (the test checks it against llama_cpp).
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF
 
+# llama.h's llama_pooling_type (the test checks them against llama_cpp). "auto" is
+# UNSPECIFIED here; the worker resolves it from the file (app/engine/embedding.py).
+POOLING_TYPE_IDS = {"auto": -1, "mean": 1, "cls": 2, "last": 3}
+
 # LoadSettings fields that are not a Llama(...) keyword, and who uses them instead.
 # Add a field here when it is handled outside the constructor; the test names any field
 # that is neither.
@@ -56,6 +60,8 @@ def _convert(name: str, value: Any) -> Any:
         return value or physical_cores()
     if name == "n_threads_batch":
         return value or os.cpu_count() or 1
+    if name == "pooling_type":
+        return POOLING_TYPE_IDS[value]  # validated against settings.POOLING_TYPES first
     if name == "flash_attn":
         # Llama() takes a bool; "auto" (None) reaches llama.cpp through the worker, which
         # sets flash_attn_type on the context params (worker._construct).

@@ -85,11 +85,24 @@ class CountTokens:
 
 
 @dataclass(frozen=True, slots=True)
+class Embed:
+    """Turn each input (a text, or token ids) into one embedding vector, in order, on a
+    model loaded with `embedding` on. An input longer than the worker's limit (the tokens
+    one batch holds) is cut to it with `truncate`, else refused with the numbers;
+    `normalize`: scale each vector to length 1 (OpenAI's and Ollama's /api/embed do)."""
+
+    inputs: tuple[str | tuple[int, ...], ...]
+    truncate: bool = True
+    normalize: bool = True
+    request_id: str = field(default_factory=lambda: new_request_id("embed"))
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     pass
 
 
-Command = Load | Unload | Generate | Cancel | CountTokens | Shutdown
+Command = Load | Unload | Generate | Cancel | CountTokens | Embed | Shutdown
 
 
 # --- events -----------------------------------------------------------------------------
@@ -300,6 +313,20 @@ class TokenCount:
 
 
 @dataclass(frozen=True, slots=True)
+class Embeddings:
+    """The answer to Embed: one vector per input, in order, and the tokens each input took
+    (after truncation). `limit`: the most tokens one input may have; `truncated`: how many
+    inputs were cut to it."""
+
+    request_id: str
+    vectors: tuple[tuple[float, ...], ...]
+    token_counts: tuple[int, ...]
+    limit: int
+    seconds: float
+    truncated: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     level: str  # "debug" | "info" | "warning" | "error"
     line: str
@@ -340,6 +367,7 @@ Event = (
     | Token
     | Finished
     | TokenCount
+    | Embeddings
     | Log
     | Error
     | Crashed

@@ -37,6 +37,8 @@ KEEP_ALIVE_CHOICES: dict[int, str] = {
     -1: "until unloaded", 0: "unload after each reply", 60: "1 minute", 300: "5 minutes",
     1800: "30 minutes", 3600: "1 hour",
 }  # fmt: skip
+# How token vectors pool into one embedding ("auto": the model's own, else "last").
+POOLING_TYPES: tuple[str, ...] = ("auto", "mean", "cls", "last")
 
 
 def kv_type_id(name: str) -> int:
@@ -239,16 +241,34 @@ class LoadSettings:
         description="A guess shorter than this is not checked (0: any guess is).",
     )  # fmt: skip
 
+    # --- Embeddings (the worker's embedding mode: app/engine/embedding.py) ----------------
+    embedding: bool = _opt(
+        False, label="Embeddings", group="Embeddings", flags=("--embedding",),
+        description="Load the model so that it can also turn text into embedding vectors (the "
+        "API's /v1/embeddings and /api/embed). Off, an embedding request starts a second "
+        "worker of the same model for embeddings; on, this worker answers them between "
+        "replies (each embedding request clears the chat's cached prompt).",
+    )  # fmt: skip
+    pooling_type: str = _opt(
+        "auto", label="Pooling", group="Embeddings", flags=("--pooling",),
+        choices=POOLING_TYPES,
+        description="How the vectors of an input's tokens become one embedding. auto: the "
+        "model's own (embedding models name theirs), else the last token's, as Ollama does; "
+        "mean: their average; cls: the first token's; last: the last token's.",
+    )  # fmt: skip
+
     def normalized(self) -> LoadSettings:
         """The settings llama.cpp will actually use: n_ctx (and the start context) rounded up
         to a multiple of 256, the start at most n_ctx, batch at most the context llama.cpp
-        allocates first and micro-batch at most the batch."""
+        allocates first and micro-batch at most the batch. With `embedding` on the
+        micro-batch is the batch: llama.cpp aborts on a pooled batch split in micro-batches
+        (app/engine/embedding.py)."""
         n_ctx = _align_ctx(self.n_ctx)
         ctx_start = min(_align_ctx(self.ctx_start), n_ctx)
         n_batch = min(self.n_batch, ctx_start if self.ctx_grow else n_ctx)
         return dataclasses.replace(
             self, n_ctx=n_ctx, ctx_start=ctx_start, n_batch=n_batch,
-            n_ubatch=min(self.n_ubatch, n_batch),
+            n_ubatch=n_batch if self.embedding else min(self.n_ubatch, n_batch),
         )  # fmt: skip
 
     @property

@@ -45,6 +45,7 @@ from app.engine.protocol import (
     BufferSizes,
     Cancel,
     CountTokens,
+    Embed,
     Error,
     Finished,
     Generate,
@@ -256,6 +257,8 @@ class Worker:
                 self._generate(cmd)
             elif isinstance(cmd, CountTokens):
                 self._count_tokens(cmd)
+            elif isinstance(cmd, Embed):
+                self._embed(cmd)
             elif isinstance(cmd, Tune):
                 from app.engine import tune_worker
 
@@ -394,6 +397,8 @@ class Worker:
         # verbose=False would point stderr at /dev/null while loading and hide the reason
         # for an abort; our log callback already captures llama.cpp's log.
         kwargs = dict(llama_kwargs(s), verbose=True)
+        if s.embedding:
+            kwargs.update(self._embedding_kwargs(cmd, s))
         lowlevel.llama_model_default_params = params_with_progress
         # Llama() only takes flash_attn as a bool; "auto" is set on the context params
         # on their way into llama_init_from_model, as the progress callback is above.
@@ -754,6 +759,44 @@ class Worker:
             return
         # Against the most the context may grow to: what a conversation can use.
         self.send(TokenCount(cmd.request_id, len(tokens), self._context_max()))
+
+    # --- embeddings (app/engine/embedding.py) ---------------------------------------
+
+    def _embedding_kwargs(self, cmd: Load, s: settings_mod.LoadSettings) -> dict[str, Any]:
+        """Pooling "auto" on a file without pooling of its own: the last token's vector."""
+        from app.engine.embedding import pooling_for_file
+
+        info = self._load_info
+        if info is None:
+            with contextlib.suppress(Exception):
+                info = gguf_info.inspect(cmd.path).info
+        if info is None:
+            return {}
+        pooling = pooling_for_file(s.pooling_type, info.metadata, info.architecture)
+        return {} if pooling is None else {"pooling_type": pooling}
+
+    def _embed(self, cmd: Embed) -> None:
+        from app.engine import embedding
+
+        rid = cmd.request_id
+        if self.llm is None:
+            self._fail(rid, "No model is loaded: load a model first.")
+            return
+        self._set_abort(True)  # a long batch can be interrupted
+        try:
+            result = embedding.embed(self.lc, self.llm, cmd, self._cancel.is_set)
+        except embedding.EmbedError as e:
+            self._fail(rid, str(e), kind="request")
+            return
+        except RuntimeError as e:
+            if self._cancel.is_set():  # the decode was aborted by our callback
+                self.send(Finished(rid, "cancelled"))
+            else:
+                self._fail(rid, f"llama.cpp failed while embedding: {e}")
+            return
+        finally:
+            self._set_abort(False)
+        self.send(result if result is not None else Finished(rid, "cancelled"))
 
 
 class _UserError(Exception):

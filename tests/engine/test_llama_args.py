@@ -8,8 +8,13 @@ import inspect
 
 import llama_cpp
 
-from app.engine.llama_args import LLAMA_DEFAULT_SEED, NOT_LLAMA_ARGS, llama_kwargs
-from app.engine.settings import LoadSettings
+from app.engine.llama_args import (
+    LLAMA_DEFAULT_SEED,
+    NOT_LLAMA_ARGS,
+    POOLING_TYPE_IDS,
+    llama_kwargs,
+)
+from app.engine.settings import POOLING_TYPES, LoadSettings
 
 LLAMA_PARAMS = set(inspect.signature(llama_cpp.Llama.__init__).parameters)
 
@@ -33,3 +38,16 @@ def test_values_are_converted_as_llama_cpp_expects():
     assert kw["n_threads"] >= 1 and kw["n_threads_batch"] >= kw["n_threads"]
     assert llama_kwargs(LoadSettings(seed=7, n_threads=3))["n_threads"] == 3
     assert llama_kwargs(LoadSettings(seed=7))["seed"] == 7
+
+
+def test_embedding_mode_and_pooling_reach_llama_as_its_constants():
+    kw = llama_kwargs(LoadSettings(embedding=True, pooling_type="mean"))
+    assert kw["embedding"] is True
+    assert kw["pooling_type"] == llama_cpp.LLAMA_POOLING_TYPE_MEAN
+    assert set(POOLING_TYPE_IDS) == set(POOLING_TYPES)
+    assert POOLING_TYPE_IDS == {
+        "auto": llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED,
+        "mean": llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+        "cls": llama_cpp.LLAMA_POOLING_TYPE_CLS,
+        "last": llama_cpp.LLAMA_POOLING_TYPE_LAST,
+    }
