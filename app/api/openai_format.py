@@ -129,8 +129,8 @@ def model_entry(name: str, created: int) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": created, "owned_by": "hearth"}
 
 
-def embeddings(model: str, vectors: list[list[float]], prompt_tokens: int) -> dict[str, Any]:
-    """POST /v1/embeddings' response."""
+def embeddings(model: str, vectors: list[Any], prompt_tokens: int) -> dict[str, Any]:
+    """POST /v1/embeddings' response (vectors: float lists, or base64 strings)."""
     return {
         "object": "list",
         "data": [

@@ -24,7 +24,7 @@ from app.api.generation import Generation, host_error
 from app.api.params import GenRequest
 from app.api.security import read_json
 from app.api.tools import ToolCallGate, parse_tool_calls
-from app.engine import gguf_info
+from app.engine import gguf_info, host_embed
 from app.engine.host_types import HostError
 from app.engine.library import LocalModel
 from app.engine.report import format_params
@@ -150,8 +150,9 @@ async def ps(request: web.Request) -> web.Response:
     rows = []
     await ctx.blocking(ctx.catalog.models)  # fresh enough for the names
     for s in ctx.host.ps():
-        model = ctx.catalog.by_path(s.model)
-        name = model.name if model else ctx.catalog.name_of(s.model)
+        path = host_embed.file_of(s.model)  # an embedding worker is its file's model too
+        model = ctx.catalog.by_path(path)
+        name = model.name if model else ctx.catalog.name_of(path)
         rows.append({
             "name": name,
             "model": name,
@@ -163,7 +164,7 @@ async def ps(request: web.Request) -> web.Response:
             "context_length": s.n_ctx or 0,
             # Hearth's own: what the model is doing now
             "hearth": {"state": s.state, "queued": s.queued, "running": s.running is not None,
-                       "pinned": s.pinned},
+                       "pinned": s.pinned, "embeddings": host_embed.is_embedding_key(s.model)},
         })  # fmt: skip
     return web.json_response({"models": rows})
 

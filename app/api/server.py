@@ -3,7 +3,8 @@
 `ApiServer(host, policy).start()` binds (127.0.0.1:11435 by default) and serves until
 `stop()`. Headless (`hearth serve`) the loop is plain asyncio; in the window it is qasync's,
 so the window and API clients share loaded models, keep_alive and memory admission.
-Routes: routes_openai.py (/v1/...), routes_ollama.py (/, /api/...), pull.py (/api/pull).
+Routes: routes_openai.py (/v1/...), routes_ollama.py (/, /api/...), pull.py (/api/pull),
+embeddings.py (/v1/embeddings, /api/embed, /api/embeddings).
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ CTX = web.AppKey("ctx", ApiContext)
 
 def build_app(ctx: ApiContext) -> web.Application:
     """The aiohttp application: access rules first, then both dialects' routes."""
-    from app.api import pull, routes_ollama, routes_openai
+    from app.api import embeddings, pull, routes_ollama, routes_openai
 
     app = web.Application(client_max_size=ctx.policy.max_body_bytes)
     security.install(app, ctx.policy)
@@ -135,6 +136,7 @@ def build_app(ctx: ApiContext) -> web.Application:
     routes_openai.add_routes(app)
     routes_ollama.add_routes(app)
     pull.add_routes(app)
+    embeddings.add_routes(app)
     return app
 
 

@@ -332,6 +332,9 @@ ROUTES = [
     "/api/generate",
     "/api/show",
     "/api/pull",
+    "/v1/embeddings",
+    "/api/embed",
+    "/api/embeddings",
 ]
 WEIRD = [
     None,
@@ -351,7 +354,8 @@ WEIRD = [
 ]
 KEYS = ["model", "messages", "prompt", "stream", "options", "format", "response_format", "tools",
         "tool_choice", "max_tokens", "temperature", "keep_alive", "stop", "logit_bias", "seed",
-        "stream_options", "raw", "system", "n", "top_p"]  # fmt: skip
+        "stream_options", "raw", "system", "n", "top_p", "input", "encoding_format", "truncate",
+        "dimensions"]  # fmt: skip
 
 
 def test_fuzzed_bodies_never_get_a_5xx_and_the_server_keeps_answering(server):
