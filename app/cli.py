@@ -5,6 +5,7 @@
     hearth inspect FILE         what a GGUF file is, and whether it is usable
     hearth estimate FILE ...    what loading it costs in memory, and what fits
     hearth bench FILE ...       KV cache types x flash attention measured here; a recommendation
+    hearth embed FILE TEXT ...  embedding vectors of the texts (or of stdin's lines), as JSON
 
 The subcommands use the same engine code as the window and never import Qt.
 """
@@ -22,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("app.cli_model", "show a GGUF model's metadata and any problems"),
     "estimate": ("app.cli_model", "estimate the memory a model needs, and what fits"),
     "run": ("app.cli_run", "load a model and stream a reply to a prompt"),
+    "embed": ("app.cli_embed", "print embedding vectors of texts as JSON"),
     "ps": ("app.cli_ps", "list the models a running Hearth has loaded"),
     "search": ("app.cli_hub", "search Hugging Face for GGUF models"),
     "pull": ("app.cli_hub", "download a GGUF model from Hugging Face"),
