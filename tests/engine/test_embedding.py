@@ -209,3 +209,54 @@ def test_mean_pooling_beside_chat_does_not_abort_on_a_long_prompt(random_model):
             await host.close()
 
     run(main())
+
+
+def test_embed_requests_queue_cancel_expire_and_crash_alone(bigram_model):
+    import os
+    import signal
+
+    from app.engine.host_types import ModelUnloaded
+
+    async def main():
+        host = ModelHost()
+        events: list = []
+        loop = asyncio.get_running_loop()
+        unloads = {"crash": loop.create_future(), "idle": loop.create_future()}
+
+        def on_event(e):
+            events.append(e)
+            fut = unloads.get(e.reason) if isinstance(e, ModelUnloaded) else None
+            if fut is not None and not fut.done():
+                fut.set_result(e)
+
+        host.subscribe(on_event)
+        key = host_embed.embedding_key(host.model_id(bigram_model))
+        try:
+            await host.ensure_loaded(bigram_model, SMALL)
+            first = await host.embed(bigram_model, ["Hello world!"] * 50)
+            second = await host.embed(bigram_model, ["Hi"])
+            third = await host.embed(bigram_model, ["Un café."])
+            assert second.state == "queued"
+            second.cancel()  # a queued request never starts
+            ends = await asyncio.gather(first.result(), second.result(), third.result())
+            assert isinstance(ends[0], Embeddings) and isinstance(ends[2], Embeddings)
+            assert isinstance(ends[1], Finished) and ends[1].reason == "cancelled"
+            started = [e.request_id for e in events if type(e).__name__ == "RequestStarted"]
+            assert second.id not in started and first.id in started and third.id in started
+            # The embedding worker dies: only it goes; the chat worker keeps answering.
+            pid = next(r.worker_pid for r in host.ps() if r.model == key)
+            os.kill(pid, signal.SIGKILL)
+            gone = await unloads["crash"]
+            assert gone.model == key
+            sampling = SamplingSettings(temperature=0.0, max_tokens=14)
+            reply = await (await host.generate(bigram_model, HELLO, sampling)).result()
+            assert reply.text == testmodels.bigram_text(14)
+            # The next embedding loads a fresh worker; keep_alive 0 unloads it afterwards.
+            again = await (await host.embed(bigram_model, ["Hi"], keep_alive=0)).result()
+            assert isinstance(again, Embeddings)
+            assert (await unloads["idle"]).model == key
+            assert [r.model for r in host.ps()] == [host.model_id(bigram_model)]
+        finally:
+            await host.close()
+
+    run(main())
