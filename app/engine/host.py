@@ -300,10 +300,11 @@ class ModelHost:
             and host_embed.chat_worker_embeds(chat.settings, settings)
         ):
             return self._enqueue(mid, "embed", cmd, keep_alive)
-        if settings is None:
-            settings = await self._remembered(mid)
+        if settings is None:  # the chat worker's, else the remembered ones
+            settings = chat.settings if chat is not None else await self._remembered(mid)
+        n_vocab = (await self._usable_info(mid, cached=True)).vocab_size
         key = host_embed.embedding_key(mid)
-        await self._ensure(key, host_embed.embedding_settings(settings), keep_alive, None)
+        await self._ensure(key, host_embed.embedding_settings(settings, n_vocab), keep_alive, None)
         return self._enqueue(key, "embed", cmd, keep_alive)
 
     async def count_tokens(
@@ -387,15 +388,7 @@ class ModelHost:
     async def _load(self, mid: str, settings: LoadSettings) -> _Slot:
         path = host_embed.file_of(mid)
         name = os.path.basename(path)
-        inspection = await self._run(gguf_info.inspect, path)
-        if inspection.info is None or not inspection.usable:
-            errors = [p.message for p in inspection.problems if p.is_error]
-            raise HostError(
-                errors[0] if errors else f"{name} is not a usable GGUF model.",
-                tuple(errors),
-                kind="not_usable",
-            )
-        info = inspection.info
+        info = await self._usable_info(path)
         errors = [p.message for p in settings_mod.validate(settings, info) if p.is_error]
         if errors:
             raise HostError(errors[0], tuple(errors), kind="bad_settings")
@@ -464,6 +457,20 @@ class ModelHost:
         if errors:
             raise HostError(errors[0].message, errors[0].details)
         raise HostError(f"{slot.name} could not be loaded.")
+
+    async def _usable_info(self, path: str, cached: bool = False) -> gguf_info.GGUFInfo:
+        """The file's metadata; HostError with its first problem when it is not usable."""
+        inspect = gguf_info.inspect_cached if cached else gguf_info.inspect
+        inspection = await self._run(inspect, path)
+        if inspection.info is None or not inspection.usable:
+            errors = [p.message for p in inspection.problems if p.is_error]
+            name = os.path.basename(path)
+            raise HostError(
+                errors[0] if errors else f"{name} is not a usable GGUF model.",
+                tuple(errors),
+                kind="not_usable",
+            )
+        return inspection.info
 
     async def _headroom(self) -> float:
         if self.headroom is not None:

@@ -15,11 +15,15 @@ from app.engine.settings import CTX_ALIGN, LoadSettings
 
 # The host's key for a model's embedding worker: the file's path and this.
 EMBED_SUFFIX = " (embeddings)"
-# An embedding worker's context is one batch: every token of a decode is an output and, in
-# one micro-batch (llama.cpp aborts on a pooled batch split in two), the attention scores
-# grow with its square. A chat model's long context would make that buffer huge for inputs
-# that are rarely longer than a few pages, so it is capped (Ollama's default num_ctx is 4096).
+# An embedding worker's context is one batch, in one micro-batch (llama.cpp aborts on a
+# pooled batch split in two), and every token of it is an output: llama.cpp computes the
+# logits of each (a compute buffer of n_vocab x n_batch floats, reserved at load) and keeps
+# them (an output buffer as large, at the first full batch) — 2 x 4 x n_vocab bytes per
+# token, 1.2 MB for a 150k-token vocabulary (measured: 3.2 GB for a 100k vocabulary at 4,096
+# tokens). So the context is the model's, at most EMBED_MAX_CTX, and at most what keeps
+# those two buffers within EMBED_LOGITS_BUDGET (768 tokens for 150k, 8,192 for 16k).
 EMBED_MAX_CTX = 8192
+EMBED_LOGITS_BUDGET = 1 << 30
 
 
 def embedding_key(model_id: str) -> str:
@@ -44,13 +48,19 @@ def chat_worker_embeds(loaded: LoadSettings, asked: LoadSettings | None) -> bool
     return asked is None or dataclasses.replace(asked, embedding=True).normalized() == loaded
 
 
-def embedding_settings(settings: LoadSettings) -> LoadSettings:
+def embedding_ctx(n_ctx: int, n_vocab: int) -> int:
+    """The embedding worker's context for a model's n_ctx and vocabulary (see above)."""
+    budget = EMBED_LOGITS_BUDGET // (8 * max(1, n_vocab))
+    n = min(n_ctx, EMBED_MAX_CTX, budget)
+    return max(CTX_ALIGN, n - n % CTX_ALIGN)
+
+
+def embedding_settings(settings: LoadSettings, n_vocab: int) -> LoadSettings:
     """How an embedding worker loads, from the model's own settings: embeddings on, the
-    context (capped at EMBED_MAX_CTX) allocated whole and taken as one batch, so the
-    longest input is the context; flash attention auto unless asked on (the score matrix of
-    a full-context batch); no speculative decoding."""
-    n_ctx = min(settings.normalized().n_ctx, EMBED_MAX_CTX)
-    n_ctx -= n_ctx % CTX_ALIGN
+    context (`embedding_ctx`) allocated whole and taken as one batch, so the longest input
+    is the context; flash attention auto unless asked on (the score matrix of a
+    full-context batch); no speculative decoding."""
+    n_ctx = embedding_ctx(settings.normalized().n_ctx, n_vocab)
     return dataclasses.replace(
         settings,
         embedding=True,

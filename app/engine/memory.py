@@ -198,7 +198,9 @@ def estimate(info: GGUFInfo, settings: LoadSettings, gpu_free: list[int] | None 
     compute = compute_buffer_bytes(info, s.n_ctx, s.n_ubatch, s.flash_attn_expected)
     host_weights = info.tensor_bytes - sum(gpu_weights)
     host_kv = kv_k + kv_v - sum(gpu_kv)
-    output_buffer = info.vocab_size * 4
+    # Embedding mode makes every token of a batch an output: logits and a vector for each.
+    per_output = info.vocab_size + info.n_embd if s.embedding else 0
+    output_buffer = max(info.vocab_size, s.n_ubatch * per_output) * 4
     if ngl > 0:
         # The GPUs run the graph; RAM keeps a small buffer for the embeddings and output copy.
         host_compute = s.n_ubatch * info.n_embd * 4 * 4 + output_buffer

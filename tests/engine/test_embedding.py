@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from app.engine import host_embed, testmodels
+from app.engine import gguf_info, host_embed, memory, testmodels
 from app.engine.host import ModelHost
 from app.engine.protocol import ChatMessage, Embeddings, Error, Finished
 from app.engine.settings import LoadSettings, SamplingSettings
@@ -40,16 +40,28 @@ async def errors_of(req) -> tuple[list[Error], object]:
     return errors, end
 
 
-def test_settings_for_embeddings():
+def test_settings_for_embeddings(random_model):
     # llama.cpp aborts on a pooled batch split in micro-batches: the micro-batch is the batch.
     s = LoadSettings(embedding=True, n_batch=512, n_ubatch=64).normalized()
     assert s.n_ubatch == s.n_batch == 512
     assert LoadSettings(n_batch=512, n_ubatch=64).normalized().n_ubatch == 64
-    e = host_embed.embedding_settings(LoadSettings(n_ctx=100_000, spec="lookup"))
+    e = host_embed.embedding_settings(LoadSettings(n_ctx=100_000, spec="lookup"), 16_000)
     assert e.embedding and not e.ctx_grow and e.spec == "off"
     assert e.n_ctx == e.n_batch == e.n_ubatch == host_embed.EMBED_MAX_CTX
-    small = host_embed.embedding_settings(LoadSettings(n_ctx=700))
+    small = host_embed.embedding_settings(LoadSettings(n_ctx=700), 32_000)
     assert small.n_ctx == small.n_batch == 768
+    # llama.cpp keeps logits for every token of an embedding batch: a large vocabulary gets
+    # a smaller batch (150k tokens: 768), and the estimate counts that output buffer.
+    assert host_embed.embedding_ctx(32768, 151_936) == 768
+    assert host_embed.embedding_ctx(32768, 16_000) == 8192
+    info = gguf_info.inspect(random_model).info
+    plain, emb = (
+        memory.estimate(info, LoadSettings(n_ctx=512, n_batch=512, embedding=on)).devices[0]
+        for on in (False, True)
+    )
+    assert (
+        emb.compute - plain.compute == (512 * (info.vocab_size + info.n_embd) - info.vocab_size) * 4
+    )
     assert host_embed.chat_worker_embeds(LoadSettings(embedding=True).normalized(), None)
     assert not host_embed.chat_worker_embeds(LoadSettings().normalized(), None)
 
