@@ -261,11 +261,11 @@ class ModelHost:
         """Queue a command built by the caller (the API's Generate with a schema, tools,
         logit bias), loading the model first if needed; returns the queued request. An
         Embed goes to the model's embedding worker (see `embed`)."""
+        if isinstance(command, Embed):
+            return await self._submit_embed(model, command, settings, keep_alive)
         if remote.is_remote(model):  # proxied to its server (remote_engine.py)
             self._check_open()
             return await self.remotes.submit(model, command)
-        if isinstance(command, Embed):
-            return await self._submit_embed(model, command, settings, keep_alive)
         await self.ensure_loaded(model, settings, keep_alive=keep_alive)
         kind = "generate" if isinstance(command, Generate) else "count"
         return self._enqueue(self.model_id(model), kind, command, keep_alive)
@@ -293,6 +293,11 @@ class ModelHost:
     ) -> Request:
         self._check_open()
         mid = self.model_id(model)
+        if remote.is_remote(mid):
+            raise HostError(
+                "Embeddings from a remote server are not supported yet: use a local model.",
+                kind="not_usable",
+            )
         chat = self._slots.get(mid)
         if (
             chat is not None

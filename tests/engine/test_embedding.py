@@ -272,3 +272,18 @@ def test_embed_requests_queue_cancel_expire_and_crash_alone(bigram_model):
             await host.close()
 
     run(main())
+
+
+def test_a_remote_model_is_refused_with_a_sentence():
+    from app.engine.host_types import HostError
+
+    async def main():
+        host = ModelHost()
+        try:
+            with pytest.raises(HostError) as e:
+                await host.embed("remote:some-model@server", ["Hi"])
+            assert e.value.kind == "not_usable" and "remote server" in str(e.value)
+        finally:
+            await host.close()
+
+    run(main())
