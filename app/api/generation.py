@@ -24,7 +24,7 @@ from app.api import schema as schema_mod
 from app.api.errors import ApiError
 from app.api.params import GenRequest
 from app.engine.host_types import HostError
-from app.engine.protocol import Crashed, Error, Finished, Generate, Token
+from app.engine.protocol import Crashed, Error, Finished, Generate, SpecStats, Token
 
 if TYPE_CHECKING:
     from app.api.server import ApiContext
@@ -157,3 +157,9 @@ class Generation:
         """(prompt tokens, completion tokens)."""
         t = self.finished.timings if self.finished is not None else None
         return (t.prompt_tokens, t.completion_tokens) if t is not None else (0, 0)
+
+    @property
+    def spec(self) -> SpecStats | None:
+        """What speculative decoding did in this reply (None: it was off)."""
+        t = self.finished.timings if self.finished is not None else None
+        return t.spec if t is not None else None

@@ -2,7 +2,8 @@
 
 The last object of a reply has `done: true`, `done_reason` and the timings Ollama reports,
 all durations in nanoseconds: total_duration, load_duration, prompt_eval_count,
-prompt_eval_duration, eval_count, eval_duration.
+prompt_eval_duration, eval_count, eval_duration. A reply decoded speculatively adds
+`hearth.speculative` (kind, drafted, accepted, acceptance, steps), as OpenAI's usage does.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class Responder:
                 "eval_count": t.completion_tokens if t else 0,
                 "eval_duration": int((t.decode_ms if t else 0) * 1_000_000),
             })  # fmt: skip
+            if t is not None and t.spec is not None:  # Hearth's own: clients ignore it
+                obj["hearth"] = {"speculative": t.spec.as_dict()}
         return obj
 
 

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from app.api.tools import ToolCall
+from app.engine.protocol import SpecStats
 
 DONE = b"data: [DONE]\n\n"
 FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls"}
@@ -27,12 +28,25 @@ def new_id(kind: str) -> str:
     return ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {
+def usage(
+    prompt_tokens: int, completion_tokens: int, spec: SpecStats | None = None
+) -> dict[str, Any]:
+    """OpenAI's usage object. A reply decoded speculatively adds its guesses twice: in
+    OpenAI's own `completion_tokens_details` (the fields of its Predicted Outputs: guessed
+    tokens the model kept / threw away), which typed clients read, and whole under
+    `hearth.speculative` (kind, drafted, accepted, acceptance, steps), which they ignore."""
+    obj: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+    if spec is not None:
+        obj["completion_tokens_details"] = {
+            "accepted_prediction_tokens": spec.accepted,
+            "rejected_prediction_tokens": spec.drafted - spec.accepted,
+        }
+        obj["hearth"] = {"speculative": spec.as_dict()}
+    return obj
 
 
 class Responder:
@@ -57,6 +71,7 @@ class Responder:
         prompt_tokens: int,
         completion_tokens: int,
         calls: list[ToolCall] | None = None,
+        spec: SpecStats | None = None,
     ) -> dict[str, Any]:
         """The non-streamed response."""
         if self.kind == "chat":
@@ -80,7 +95,7 @@ class Responder:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
             obj = self._base("text_completion")
         obj["choices"] = [choice]
-        obj["usage"] = usage(prompt_tokens, completion_tokens)
+        obj["usage"] = usage(prompt_tokens, completion_tokens, spec)
         return obj
 
     # --- stream chunks -----------------------------------------------------------------
@@ -118,9 +133,11 @@ class Responder:
             choice = {"index": 0, "text": "", "logprobs": None, "finish_reason": finish_reason}
         return self._chunk(choice)
 
-    def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    def usage_chunk(
+        self, prompt_tokens: int, completion_tokens: int, spec: SpecStats | None = None
+    ) -> dict[str, Any]:
         obj = self._chunk(None)
-        obj["usage"] = usage(prompt_tokens, completion_tokens)
+        obj["usage"] = usage(prompt_tokens, completion_tokens, spec)
         return obj
 
 

@@ -75,8 +75,55 @@ class GenRequest:
     def load(self, base: LoadSettings) -> LoadSettings:
         """`base` (the model's settings) with this request's load options, checked."""
         result = dataclasses.replace(base, **self.load_changes)
-        _refuse(self, settings_mod.validate(result))
+        problems = settings_mod.validate(result)
+        if result.spec == "draft" and not result.model_draft:
+            raise bad_request(
+                f"'{_param(self, 'spec')}': \"draft\" needs a draft model in this model's own "
+                "settings, which a request cannot name: choose one in Hearth's settings panel "
+                '(Speculative decoding) and save it, or ask for "lookup".',
+                _param(self, "spec"),
+            )
+        _refuse(self, problems)
         return result
+
+    def check_load(self) -> None:
+        """The load options' own ranges and choices, before the model's settings are known
+        (a problem with a field the request did not set waits for `load`: the model's own
+        settings may hold, say, the draft model that spec "draft" needs)."""
+        result = dataclasses.replace(LoadSettings(), **self.load_changes)
+        problems = settings_mod.validate(result)
+        _refuse(self, [p for p in problems if p.field in self.load_changes])
+
+
+# LoadSettings fields a request may set under their own names (declared with api=True):
+# speculative decoding's kind and sizes. Changing one reloads the model, as num_ctx does.
+API_LOAD_OPTIONS: dict[str, Any] = {
+    name: default for name, default, opt in settings_mod.options(LoadSettings) if opt.api
+}
+
+
+def set_api_load_option(req: GenRequest, name: str, value: Any, where: str) -> None:
+    """One of API_LOAD_OPTIONS from a request (`where` names it as the client sent it)."""
+    req.load_changes[name] = coerce(API_LOAD_OPTIONS[name], value, where)
+
+
+def coerce(default: Any, value: Any, where: str) -> Any:
+    """A request's value for a setting, as the type of the setting's default."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad_request(f"'{where}' must be true or false, not {json_type(value)}.", where)
+        return value
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad_request(f"'{where}' must be a string, not {json_type(value)}.", where)
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise bad_request(f"'{where}' must be a number, not {json_type(value)}.", where)
+    if isinstance(default, int):
+        if isinstance(value, float) and not value.is_integer():
+            raise bad_request(f"'{where}' must be a whole number, not {value}.", where)
+        return int(value)
+    return float(value)
 
 
 def _refuse(req: GenRequest, problems: list) -> None:

@@ -6,6 +6,8 @@ Ollama's options map as its runner maps them:
     num_batch -> n_batch     use_mmap, use_mlock         num_predict -> max_tokens
     temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty,
     seed, stop -> the sampling settings of the same meaning
+    spec, spec_ngram_min, spec_ngram_max, draft_max, draft_min -> Hearth's own (speculative
+    decoding), under the names LoadSettings declares with api=True
 
 Options that llama-cpp-python 0.3.36 offers no per-request way to set (IGNORED_OLLAMA_OPTIONS)
 are logged and ignored, as Ollama ignores options it does not know.
@@ -21,6 +23,7 @@ from typing import Any
 from app.api import schema as schema_mod
 from app.api.errors import bad_request
 from app.api.params import (
+    API_LOAD_OPTIONS,
     GenRequest,
     _get,
     _messages,
@@ -28,6 +31,8 @@ from app.api.params import (
     _stop,
     _tools,
     check_schema_and_tools,
+    coerce,
+    set_api_load_option,
 )
 from app.api.security import json_type
 from app.engine.protocol import ChatMessage
@@ -66,6 +71,7 @@ IGNORED_OLLAMA_OPTIONS = frozenset({
 OPTION_OF: dict[str, str] = {
     **{f: f"options.{o}" for o, fields in OLLAMA_LOAD_OPTIONS.items() for f in fields},
     **{f: f"options.{o}" for o, f in OLLAMA_SAMPLING_OPTIONS.items()},
+    **{f: f"options.{f}" for f in API_LOAD_OPTIONS},
 }
 
 
@@ -113,9 +119,9 @@ def _ollama_options(req: GenRequest, body: dict[str, Any]) -> None:
             continue
         if key in OLLAMA_LOAD_OPTIONS:
             for name in OLLAMA_LOAD_OPTIONS[key]:
-                req.load_changes[name] = _coerce(getattr(load_defaults, name), value, where)
+                req.load_changes[name] = coerce(getattr(load_defaults, name), value, where)
         elif key == "num_predict":
-            n = _coerce(0, value, where)
+            n = coerce(0, value, where)
             if n < -2:
                 raise bad_request("'options.num_predict' must be -1 (no limit) or more.", where)
             req.sampling_changes["max_tokens"] = 0 if n < 0 else n
@@ -123,28 +129,16 @@ def _ollama_options(req: GenRequest, body: dict[str, Any]) -> None:
                 req.sampling_changes["max_tokens"] = 1  # Ollama: 0 means "predict nothing"
         elif key == "stop":
             req.sampling_changes["stop"] = _stop(value, where)
+        elif key in API_LOAD_OPTIONS:  # Hearth's own: speculative decoding
+            set_api_load_option(req, key, value, where)
         elif key in OLLAMA_SAMPLING_OPTIONS:
             target = OLLAMA_SAMPLING_OPTIONS[key]
             default = getattr(SamplingSettings(), target)
-            req.sampling_changes[target] = _coerce(default, value, where)
+            req.sampling_changes[target] = coerce(default, value, where)
         elif key in IGNORED_OLLAMA_OPTIONS:
             log.info("API: Ollama option %s has no llama.cpp counterpart here; ignored", key)
         else:
             log.warning("API: unknown Ollama option %r ignored", key)
-
-
-def _coerce(default: Any, value: Any, where: str) -> Any:
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise bad_request(f"'{where}' must be true or false, not {json_type(value)}.", where)
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise bad_request(f"'{where}' must be a number, not {json_type(value)}.", where)
-    if isinstance(default, int):
-        if isinstance(value, float) and not value.is_integer():
-            raise bad_request(f"'{where}' must be a whole number, not {value}.", where)
-        return int(value)
-    return float(value)
 
 
 def _ollama_common(body: dict[str, Any], kind: str) -> GenRequest:
@@ -157,7 +151,7 @@ def _ollama_common(body: dict[str, Any], kind: str) -> GenRequest:
     if body.get("think") not in (None, False):
         raise bad_request("'think' is not supported by Hearth's API.", "think")
     req.sampling(SamplingSettings())  # ranges, before anything is loaded
-    req.load(LoadSettings())
+    req.check_load()
     return req
 
 

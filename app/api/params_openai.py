@@ -1,4 +1,9 @@
-"""OpenAI's request bodies: POST /v1/chat/completions and /v1/completions."""
+"""OpenAI's request bodies: POST /v1/chat/completions and /v1/completions.
+
+Besides OpenAI's fields (and llama.cpp server's min_p, repeat_penalty, top_k), the body may
+carry Hearth's per-request load options (params.API_LOAD_OPTIONS: speculative decoding), which
+the openai client sends with `extra_body`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Any
 from app.api import schema as schema_mod
 from app.api.errors import bad_request
 from app.api.params import (
+    API_LOAD_OPTIONS,
     GenRequest,
     _get,
     _integer,
@@ -16,6 +22,7 @@ from app.api.params import (
     _stop,
     _tools,
     check_schema_and_tools,
+    set_api_load_option,
 )
 from app.engine.settings import SamplingSettings
 
@@ -57,7 +64,11 @@ def _openai_common(body: dict[str, Any], kind: str) -> GenRequest:
     for key in ("logprobs", "top_logprobs"):
         if body.get(key) not in (None, False, 0):
             raise bad_request(f"'{key}' is not supported by Hearth's API.", key)
+    for key in API_LOAD_OPTIONS:  # Hearth's own (the openai client's extra_body)
+        if body.get(key) is not None:
+            set_api_load_option(req, key, body[key], key)
     req.sampling(SamplingSettings())  # ranges, before anything is loaded
+    req.check_load()
     return req
 
 

@@ -80,7 +80,7 @@ async def _whole(gen: Generation, responder: fmt.Responder) -> web.Response:
     reason = "tool_calls" if calls else _finish_reason(gen.reason)
     prompt_tokens, completion_tokens = gen.usage
     return web.json_response(
-        responder.whole(text, reason, prompt_tokens, completion_tokens, calls),
+        responder.whole(text, reason, prompt_tokens, completion_tokens, calls, gen.spec),
         dumps=_dumps,
     )
 
@@ -109,7 +109,7 @@ async def _stream(request: web.Request, gen: Generation, responder: fmt.Responde
     else:
         await resp.write(fmt.sse(responder.finish_chunk(reason)))
         if req.include_usage:
-            await resp.write(fmt.sse(responder.usage_chunk(*gen.usage)))
+            await resp.write(fmt.sse(responder.usage_chunk(*gen.usage, gen.spec)))
     await resp.write(fmt.DONE)
     await resp.write_eof()
     return resp

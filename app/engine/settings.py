@@ -73,6 +73,9 @@ class Option:
     unit: str = ""
     kind: str = ""  # "file": a path, edited with a file picker; "keep_alive": a duration
     cli: bool = True  # False: the window's setting only, no CLI flag
+    # Also a per-request option of the local API under the field's own name (OpenAI: the
+    # request body, Ollama: `options`). Never a file: a client must not name server files.
+    api: bool = False
 
 
 def _opt(default: Any, /, **kw: Any) -> Any:
@@ -193,7 +196,7 @@ class LoadSettings:
     # --- Speculative decoding (the worker's loop: app/engine/speculative.py) ---------------
     spec: str = _opt(
         "off", label="Speculative decoding", group="Speculative decoding", flags=("--spec",),
-        choices=SPEC_KINDS,
+        choices=SPEC_KINDS, api=True,
         description="Guess the next tokens cheaply and have the model check them in one "
         "batch: the same reply, faster when the guesses are right. lookup: copy what follows "
         "the same words earlier in the conversation (pays when replies repeat it: edits, "
@@ -201,13 +204,13 @@ class LoadSettings:
     )  # fmt: skip
     spec_ngram_min: int = _opt(
         2, label="Lookup: shortest match", group="Speculative decoding",
-        flags=("--spec-ngram-min",), minimum=1, maximum=16, unit="tokens",
+        flags=("--spec-ngram-min",), minimum=1, maximum=16, unit="tokens", api=True,
         description="Lookup drafts only after the last tokens of the reply appeared before; "
         "this many at least.",
     )  # fmt: skip
     spec_ngram_max: int = _opt(
         4, label="Lookup: longest match", group="Speculative decoding",
-        flags=("--spec-ngram-max",), minimum=1, maximum=16, unit="tokens",
+        flags=("--spec-ngram-max",), minimum=1, maximum=16, unit="tokens", api=True,
         description="The longest run of recent tokens lookup tries to find earlier (longer "
         "matches are tried first: they guess better).",
     )  # fmt: skip
@@ -231,13 +234,13 @@ class LoadSettings:
     )  # fmt: skip
     draft_max: int = _opt(
         16, label="Draft at most", group="Speculative decoding", flags=("--draft-max",),
-        minimum=1, maximum=64, unit="tokens",
+        minimum=1, maximum=64, unit="tokens", api=True,
         description="The most tokens guessed at once. Hearth shortens the guess when guesses "
         "fail and stops guessing for a while when they do not pay.",
     )  # fmt: skip
     draft_min: int = _opt(
         0, label="Draft at least", group="Speculative decoding", flags=("--draft-min",),
-        minimum=0, maximum=64, unit="tokens",
+        minimum=0, maximum=64, unit="tokens", api=True,
         description="A guess shorter than this is not checked (0: any guess is).",
     )  # fmt: skip
 
