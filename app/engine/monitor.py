@@ -14,7 +14,7 @@ copies taken under a lock held only for the copy. Timestamps are `time.monotonic
 Series (units in `series_unit`):
     ram.used ram.total rss.hearth rss.worker gpu<i>.mem.used gpu<i>.mem.total gpu<i>.mem.worker
     cpu.system cpu.hearth cpu.worker gpu<i>.util gpu<i>.temp gpu<i>.power tps.gen
-    and per finished request: tps.prompt tps.gen.request ttft
+    and per finished request: tps.prompt tps.gen.request ttft spec.acceptance
 """
 
 from __future__ import annotations
@@ -50,12 +50,15 @@ SYSTEM_SERIES = (
     "rss.worker",
 )
 GPU_FIELDS = ("mem.used", "mem.total", "util", "temp", "power", "mem.worker")
-REQUEST_SERIES = ("tps.prompt", "tps.gen.request", "ttft")
+# spec.acceptance: the share of speculative guesses the model kept (0-1), NaN for a reply
+# decoded without speculation, so only speculative replies make points.
+REQUEST_SERIES = ("tps.prompt", "tps.gen.request", "ttft", "spec.acceptance")
 EVENT_KINDS = ("load", "unload", "crash", "settings")  # the markers the dock draws; others allowed
 
 
 def series_unit(name: str) -> str:
-    """The unit of a series: 'bytes', '%' (of the whole machine / GPU), '°C', 'W', 'tok/s', 's'."""
+    """The unit of a series: 'bytes', '%' (of the whole machine / GPU), '°C', 'W', 'tok/s', 's',
+    'share' (a fraction 0-1)."""
     if name.startswith(("ram.", "rss.")) or ".mem." in name:
         return "bytes"
     if name.startswith("cpu.") or name.endswith(".util"):
@@ -68,6 +71,8 @@ def series_unit(name: str) -> str:
         return "tok/s"
     if name == "ttft":
         return "s"
+    if name == "spec.acceptance":
+        return "share"
     return ""
 
 
@@ -638,11 +643,13 @@ class Sampler:
         gen_tps: float | None,
         ttft: float | None,
         now: float | None = None,
+        acceptance: float | None = None,
     ) -> None:
-        """A request ended: record its prompt tok/s, generation tok/s and time to first token
-        (seconds; None where unknown). tps.gen drops to 0: the stream is over."""
+        """A request ended: record its prompt tok/s, generation tok/s, time to first token
+        (seconds) and, for a speculative reply, the share of guesses kept (None where unknown
+        or not speculative). tps.gen drops to 0: the stream is over."""
         now = time.monotonic() if now is None else now
-        row = dict(zip(REQUEST_SERIES, (prompt_tps, gen_tps, ttft), strict=True))
+        row = dict(zip(REQUEST_SERIES, (prompt_tps, gen_tps, ttft, acceptance), strict=True))
         row = {k: NAN if v is None else float(v) for k, v in row.items()}
         with self._lock:
             self._requests.append(now, row)
@@ -677,7 +684,7 @@ class Sampler:
             return self._table.view(names, since)
 
     def requests(self, window_s: float | None = None, now: float | None = None) -> SeriesView:
-        """Per-request series (tps.prompt, tps.gen.request, ttft), one point per request."""
+        """Per-request series (REQUEST_SERIES), one row per request."""
         since = self._since(window_s, now)
         with self._lock:
             return self._requests.view(REQUEST_SERIES, since)
@@ -719,7 +726,7 @@ class Sampler:
         """Write the series over the last `window_s` (everything when None) as CSV, atomically.
 
         One row per tick (unix_time, local_time, every sampled series), plus one row per
-        finished request (its tps.prompt / tps.gen.request / ttft columns filled, the rest
+        finished request (its REQUEST_SERIES columns filled, the rest
         empty) and one per event ("kind: label"), merged in time order. NaN is an empty cell;
         bytes are integers. Returns the number of data rows."""
         since = self._since(window_s, now)
@@ -739,7 +746,11 @@ class Sampler:
             wall = self.wall_time(t)
             cells = [f"{wall:.3f}", datetime.fromtimestamp(wall).isoformat(timespec="milliseconds")]
             sampled = [samples.values[n][i] for n in names] if source == 0 else [NAN] * len(names)
-            request = [requests.values[n][i] for n in REQUEST_SERIES] if source == 1 else [NAN] * 3
+            request = (
+                [requests.values[n][i] for n in REQUEST_SERIES]
+                if source == 1
+                else [NAN] * len(REQUEST_SERIES)
+            )
             cells += [
                 _cell(n, v)
                 for n, v in zip([*names, *REQUEST_SERIES], sampled + request, strict=True)

@@ -205,6 +205,19 @@ def test_sampler_tps_gen_is_sampled_and_request_series_kept():
     sampler.stop()
 
 
+def test_speculative_acceptance_is_a_request_series_only_speculative_replies_fill(tmp_path):
+    sampler, _ = make_sampler(FakeNvml([]))
+    sampler.on_request_finished(800.0, 25.0, 0.3, now=10.0)  # plain
+    sampler.on_request_finished(800.0, 60.0, 0.3, now=11.0, acceptance=0.75)
+    t, kept = sampler.series("spec.acceptance")
+    assert t.tolist() == [10.0, 11.0] and np.isnan(kept[0]) and kept[1] == 0.75
+    assert series_unit("spec.acceptance") == "share"
+    path = tmp_path / "monitor.csv"
+    assert sampler.export_csv(path) == 2
+    assert [r["spec.acceptance"] for r in csv.DictReader(path.open())] == ["", "0.75"]
+    sampler.stop()
+
+
 def test_events_are_bounded_and_timed():
     sampler, _ = make_sampler(FakeNvml([]), max_events=3)
     for i in range(5):

@@ -35,6 +35,7 @@ SERIES = {
     "tps.gen.request": "accent",
     "tps.prompt": "info",
     "ttft": "warning",
+    "spec.acceptance": "success",
     "estimate": "muted",
     "marker": "muted",
 }

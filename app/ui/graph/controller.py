@@ -252,10 +252,14 @@ class GraphController(QObject):
         t = finished.timings
         if t is None or self.sampler is None:
             return
+        # A speculative reply's acceptance is a point; one that guessed nothing has none
+        # (0 of 0 is not "every guess failed").
+        spec = t.spec if t.spec is not None and t.spec.drafted else None
         self.sampler.on_request_finished(
             t.prompt_tps if t.prompt_eval_tokens and t.prompt_ms > 0 else None,
             t.gen_tps if t.decode_tokens and t.decode_ms > 0 else None,
             t.ttft_s if t.completion_tokens else None,
+            acceptance=spec.acceptance if spec is not None else None,
         )
         self.tokens.calibrate(finished.text, t.completion_tokens)
 

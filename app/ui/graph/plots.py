@@ -4,7 +4,9 @@ Rows, top to bottom, share one time axis (wall-clock ticks on the last row only)
     Memory      RAM used, Hearth's and the engine worker's RSS, VRAM used and the worker's
                 VRAM per GPU; the loaded model's estimated size as dashed reference lines
     Load        CPU % (whole machine, Hearth, worker), GPU load per GPU (0-100)
-    Generation  live tok/s while a reply streams; one point per finished reply (exact)
+    Generation  live tok/s while a reply streams; one point per finished reply (exact); for
+                a speculative reply, the share of guesses kept (right axis, %: the axis and
+                its readout line appear only while such replies are in view)
     Prompt      prompt tok/s per request (left axis), time to first token (right axis)
 Vertical dashed lines mark events (load, unload, crash, settings change, API requests),
 labelled on the top row. Right of each row, a readout doubles as the legend: the colour of each series and
@@ -46,6 +48,7 @@ from app.engine.gguf_info import human_bytes
 from app.engine.monitor import REQUEST_SERIES, series_unit
 from app.ui.background import BackgroundOp
 from app.ui.graph import colours
+from app.ui.graph.right_axis import RightAxis
 
 if TYPE_CHECKING:
     from app.engine.monitor import Event, Sampler
@@ -57,6 +60,7 @@ DRAW_BUDGET = 0.012  # share of one core the dock's drawing may take (the monito
 READOUT_W = 190  # px of the readout column right of the plots
 AXIS_W = 64  # px of each left axis, the same on every row so the plots line up
 RIGHT_W = 46
+SYMBOLS = {"points": "o", "triangles": "t1", "squares": "s", "diamonds": "d"}
 MARKER_KEYS = {"load": "success", "unload": "muted", "crash": "danger", "settings": "info",
                "context": "info", "api": "warning"}  # fmt: skip
 
@@ -67,7 +71,7 @@ class Line:
 
     name: str  # the sampler's series name
     label: str
-    style: str = "line"  # line | dash | points | squares | triangles
+    style: str = "line"  # line | dash | points | squares | triangles | diamonds
 
 
 SYSTEM_ROWS: dict[str, list[Line]] = {
@@ -75,7 +79,8 @@ SYSTEM_ROWS: dict[str, list[Line]] = {
                Line("rss.worker", "Engine")],
     "load": [Line("cpu.system", "CPU (all)"), Line("cpu.hearth", "Hearth"),
              Line("cpu.worker", "Engine")],
-    "gen": [Line("tps.gen", "Live"), Line("tps.gen.request", "Per reply", "points")],
+    "gen": [Line("tps.gen", "Live"), Line("tps.gen.request", "Per reply", "points"),
+            Line("spec.acceptance", "Guesses kept", "diamonds")],
     "prompt": [Line("tps.prompt", "Prompt", "triangles"), Line("ttft", "TTFT", "squares")],
 }  # fmt: skip
 TITLES = {"memory": "Memory", "load": "Load", "gen": "Generation", "prompt": "Prompt"}
@@ -105,6 +110,8 @@ def format_value(name: str, value: float) -> str:
         return f"{value:,.0f} tok/s" if value >= 100 else f"{value:.1f} tok/s"
     if unit == "s":
         return f"{value:.2f} s"
+    if unit == "share":
+        return f"{value:.0%}"
     return f"{value:g}"
 
 
@@ -259,7 +266,13 @@ class GraphView(QWidget):
         grid.layout.setRowStretchFactor(1, 2)
         grid.layout.setRowStretchFactor(2, 2)
         grid.layout.setRowStretchFactor(3, 2)
-        self._build_ttft_axis()
+        # Second scales on the right: TTFT (seconds) over the Prompt row, and the share of
+        # speculative guesses kept (%) over the Generation row, fixed at 0-100 %.
+        self.ttft_axis = RightAxis(self.plots["prompt"], "TTFT", "s")
+        self.acceptance_axis = RightAxis(self.plots["gen"], "kept", "%")
+        self.acceptance_axis.box.setYRange(0, 105, padding=0)
+        self.acceptance_axis.set_shown(False)
+        self._boxes = {"ttft": self.ttft_axis.box, "spec.acceptance": self.acceptance_axis.box}
         for key, lines in self._lines.items():
             for line in lines:
                 self._add_curve(key, line)
@@ -295,31 +308,14 @@ class GraphView(QWidget):
         plot.addItem(cross, ignoreBounds=True)
         self.crosshairs.append(cross)
 
-    def _build_ttft_axis(self) -> None:
-        # A second view box for TTFT (seconds), drawn over the Prompt row's, sharing its X.
-        plot = self.plots["prompt"]
-        self.ttft_box = pg.ViewBox()
-        self.ttft_box.setMouseEnabled(x=False, y=False)
-        self.ttft_box.setMenuEnabled(False)
-        plot.scene().addItem(self.ttft_box)
-        plot.getAxis("right").linkToView(self.ttft_box)
-        plot.getAxis("right").setLabel("TTFT", units="s")
-        self.ttft_box.setXLink(plot)
-        self.ttft_box.disableAutoRange()
-
-        def follow() -> None:
-            self.ttft_box.setGeometry(plot.vb.sceneBoundingRect())
-
-        plot.vb.sigResized.connect(follow)
-
     def _add_curve(self, key: str, line: Line) -> pg.PlotDataItem:
-        if line.style in ("points", "triangles", "squares"):
-            symbol = {"points": "o", "triangles": "t1", "squares": "s"}[line.style]
-            item = pg.PlotDataItem(pen=None, symbol=symbol, symbolSize=7)
+        if line.style in SYMBOLS:
+            item = pg.PlotDataItem(pen=None, symbol=SYMBOLS[line.style], symbolSize=7)
         else:
             item = pg.PlotDataItem(connect="finite")
-        if line.name == "ttft":
-            self.ttft_box.addItem(item)
+        box = self._boxes.get(line.name)
+        if box is not None:
+            box.addItem(item)
         else:
             self.plots[key].addItem(item)
         self._items[line.name] = item
@@ -328,7 +324,7 @@ class GraphView(QWidget):
     def _style_curve(self, line: Line) -> None:
         item = self._items[line.name]
         colour = colours.series_colour(line.name, self._colours)
-        if line.style in ("points", "triangles", "squares"):
+        if line.style in SYMBOLS:
             item.setSymbolBrush(colour)
             item.setSymbolPen(pg.mkPen(self._colours["surface"], width=1))
             return
@@ -479,7 +475,9 @@ class GraphView(QWidget):
         self._requests = (rx, rv)
         for name in REQUEST_SERIES:
             finite = ~np.isnan(rv[name])
-            self._items[name].setData(rx[finite], rv[name][finite])
+            scale = 100.0 if name == "spec.acceptance" else 1.0  # drawn in % on its axis
+            self._items[name].setData(rx[finite], rv[name][finite] * scale)
+        self.acceptance_axis.set_shown(self.shows_acceptance)
         self._set_y_ranges(values, rv)
         self._draw_markers()
         self._show_gpu_status()
@@ -509,7 +507,7 @@ class GraphView(QWidget):
         for key, top in tops.items():
             # The memory row keeps its top quarter for the marker labels.
             self._set_top(self.plots[key].vb, top * (1.3 if key == "memory" else 1.1))
-        self._set_top(self.ttft_box, _top([requests["ttft"]]) * 1.1)
+        self._set_top(self.ttft_axis.box, _top([requests["ttft"]]) * 1.1)
 
     @staticmethod
     def _set_top(box: pg.ViewBox, top: float) -> None:
@@ -579,6 +577,13 @@ class GraphView(QWidget):
             plot.addItem(line, ignoreBounds=True)
             lines.append(line)
         return lines
+
+    @property
+    def shows_acceptance(self) -> bool:
+        """Whether a speculative reply is in view (its acceptance axis and readout line)."""
+        if self._requests is None:
+            return False
+        return bool((~np.isnan(self._requests[1]["spec.acceptance"])).any())
 
     def marker_labels(self) -> list[str]:
         """The labels of the markers drawn now, oldest first (tests, accessibility)."""
@@ -658,10 +663,11 @@ class GraphView(QWidget):
                 head += f" <span style='color:{muted}'>{when}</span>"
             rows = [head]
             for line in lines:
+                if line.name == "spec.acceptance" and not self.shows_acceptance:
+                    continue
                 colour = colours.series_colour(line.name, self._colours).name()
-                mark = {"points": "●", "triangles": "▼", "squares": "■", "dash": "┅"}.get(
-                    line.style, "━"
-                )
+                mark = {"points": "●", "triangles": "▼", "squares": "■", "dash": "┅",
+                        "diamonds": "◆"}.get(line.style, "━")  # fmt: skip
                 value = values.get(line.name, "–")
                 rows.append(
                     f"<span style='color:{colour}'>{mark}</span> {line.label} <b>{value}</b>"
