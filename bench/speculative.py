@@ -9,8 +9,11 @@ once) and answer the same greedy request in turn, A B A B ...:
 (a) copy/edit with prompt lookup: the prompt is a long text with a few edits that the
     reply re-emits. The target is a bigram model of the benchmark's size (16 layers,
     n_embd 1024, 32k vocabulary, Q8_0): its greedy reply walks testmodels.BIGRAM_CYCLE,
-    and the prompt is that text repeated with some words changed, so the reply's n-grams
-    are found in the prompt (and, after one cycle, in the reply itself). Target >= 2x.
+    and the prompt is that text repeated with some words changed. The test vocabulary
+    cannot tokenize that text back into the cycle's tokens (no merges lead to "▁Hello" or
+    "▁caf": the prompt is single characters and bytes), so lookup finds the reply's n-grams
+    only in the reply itself, from its second cycle on (the first ~5 tokens are plain
+    steps). Both lookups see the same. Target >= 2x.
     llama-cpp-python's own prompt lookup (`draft_model=LlamaPromptLookupDecoding(10)`,
     which needs `logits_all=True`) runs the same request in the same rounds, for the table.
 (b) free text with prompt lookup: the benchmark's random-weights model (bench/
