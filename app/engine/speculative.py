@@ -7,7 +7,8 @@ and asks llama.cpp for logits only at the positions being checked.
 
 One loop serves both kinds of guess (`Drafter`s):
 * `LookupDrafter` — prompt lookup: the last few tokens are looked up earlier in the prompt
-  and the reply so far, and what followed them there is the guess (edits, quotes, code);
+  and the reply so far, and what most often followed them there is the guess (edits,
+  quotes, code);
 * `ModelDrafter` — a small model with the same vocabulary, decoding greedily in its own
   context, which follows the accepted text and rolls back what was rejected.
 
@@ -55,11 +56,16 @@ class Drafter(Protocol):
 
 
 class LookupDrafter:
-    """Guesses by prompt lookup: find the reply's last n-gram (longest first) earlier in the
-    prompt + reply, and propose what followed its most recent occurrence.
+    """Guesses by prompt lookup: token by token, the reply's last n-gram (longest first) is
+    looked up in the prompt + reply, and the token that most often followed it there is
+    the guess (the latest of equally frequent ones); the guess grows by what it guessed.
 
-    An index of every n-gram -> the end of its latest occurrence grows with the sequence, so
-    a lookup costs a few dict probes, not a scan of the conversation."""
+    The most frequent continuation, not the latest occurrence's: in a copy task the
+    latest occurrence of a line's n-gram is often the end of the prompt, followed by the
+    request itself ("...\nCopy:"), and a guess run from there fails every time the reply
+    reaches that text (llama.cpp's n-gram cache also drafts by frequency). An index of
+    every n-gram -> {next token: (count, latest end)} grows with the sequence, so a guess
+    costs a few dict probes per token, not a scan of the conversation."""
 
     kind = "lookup"
 
@@ -67,7 +73,7 @@ class LookupDrafter:
         self.n_max = n_max
         self.sizes = tuple(range(n_max, n_min - 1, -1))
         self._seq: list[int] | None = None
-        self._index: dict[int, dict[tuple[int, ...], int]] = {}
+        self._index: dict[int, dict[tuple[int, ...], dict[int, tuple[int, int]]]] = {}
         self._done = 0
 
     def draft(self, seq: list[int], n: int) -> list[int]:
@@ -75,27 +81,29 @@ class LookupDrafter:
             self._seq, self._done = seq, 0
             self._index = {k: {} for k in self.sizes}
         for end in range(self._done + 1, len(seq)):  # n-grams followed by at least one token
+            after = seq[end]
             for k, index in self._index.items():
                 if end >= k:
-                    index[tuple(seq[end - k : end])] = end
+                    followers = index.setdefault(tuple(seq[end - k : end]), {})
+                    count, _ = followers.get(after, (0, 0))
+                    followers[after] = (count + 1, end)
         self._done = max(self._done, len(seq) - 1)
         out: list[int] = []
         recent = seq[-self.n_max :]
-        while len(out) < n:  # a short match (near the end of seq) is continued by a new lookup
-            end = self._find(recent)
-            if end is None:
+        while len(out) < n:
+            token = self._predict(recent)
+            if token is None:
                 break
-            more = seq[end : end + n - len(out)]
-            out += more
-            recent = (recent + more)[-self.n_max :]
+            out.append(token)
+            recent = [*recent, token][-self.n_max :]
         return out
 
-    def _find(self, recent: list[int]) -> int | None:
+    def _predict(self, recent: list[int]) -> int | None:
         for k in self.sizes:
             if len(recent) >= k:
-                end = self._index[k].get(tuple(recent[-k:]))
-                if end is not None:
-                    return end
+                followers = self._index[k].get(tuple(recent[-k:]))
+                if followers:
+                    return max(followers, key=followers.__getitem__)
         return None
 
     def close(self) -> None:

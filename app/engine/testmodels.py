@@ -67,6 +67,9 @@ class ModelSpec:
     duplicate_token: bool = False  # repeat a vocabulary entry (llama.cpp aborts on it)
     split_tensors: int = 0  # >0: write shards of at most this many tensors each
     vocab_only: bool = False  # metadata and vocabulary, no tensors (llama.cpp's vocab files)
+    # Add every prefix of the built-in words ("▁H", "▁He", ...), so that text tokenizes into
+    # them: without, no merges lead to "▁Hello" or "▁caf" and text becomes single characters.
+    reachable_words: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -82,6 +85,8 @@ def spm_vocab(spec: ModelSpec) -> tuple[list[str], list[float], list[int]]:
     pieces: list[str] = ["▁"]
     pieces += [chr(c) for c in range(33, 127)]
     pieces += [f"▁{chr(c)}" for c in range(97, 123)]
+    if spec.reachable_words:
+        pieces += [w[:n] for w in _WORDS for n in range(2, len(w)) if w[:n] not in pieces]
     pieces += [w for w in _WORDS if w not in pieces]
     seen = set(tokens)
     for p in pieces:

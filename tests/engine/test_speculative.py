@@ -264,7 +264,7 @@ def test_the_memory_estimate_counts_the_draft_model(bigram_model, draft_model):
 # --- the parts, without llama.cpp ---------------------------------------------------------
 
 
-def test_lookup_guesses_what_followed_the_latest_match_longest_first():
+def test_lookup_guesses_the_most_frequent_follower_of_the_longest_match():
     lookup = LookupDrafter(n_min=1, n_max=3)
     seq = [1, 2, 3, 4, 5, 9, 2, 3, 7, 1, 2, 3]
     # "2 3" is also followed by 7; the 3-gram "1 2 3" picks 4, 5, 9 after its first place.
@@ -274,6 +274,13 @@ def test_lookup_guesses_what_followed_the_latest_match_longest_first():
     assert lookup.draft([5, 6, 7, 8], 4) == []  # a new sequence: nothing repeats
     cyc = [10, 11, 12] * 2
     assert lookup.draft(cyc, 7) == [10, 11, 12, 10, 11, 12, 10]  # a short match is continued
+    # A copy task: a text, the request (90 91), the copy so far. The latest "3 4 5" ends
+    # the text and is followed by the request; what most often followed it is the text's 1.
+    copy = [*[1, 2, 3, 4, 5] * 3, 90, 91, 1, 2, 3, 4, 5]
+    assert LookupDrafter(n_min=2, n_max=3).draft(copy, 6) == [1, 2, 3, 4, 5, 1]
+    assert LookupDrafter(n_min=2, n_max=3).draft([7, 8, 1, 7, 8, 2, 7, 8], 1) == [
+        2
+    ]  # a tie: latest
 
 
 def test_draft_length_shrinks_on_misses_grows_on_hits_and_pauses_when_it_does_not_pay():
@@ -305,3 +312,22 @@ def test_draft_length_shrinks_on_misses_grows_on_hits_and_pauses_when_it_does_no
     two_misses.update(4, 0)
     two_misses.update(two_misses.next(), 0)
     assert two_misses.next() == 0  # paused
+
+
+def test_with_reachable_words_lookup_copies_the_cycle_from_the_prompt(
+    sup, bigram_model, models_dir
+):
+    """bench/speculative.py's copy task: the tests' vocabulary spells the cycle's text in
+    single characters, so a one-cycle reply finds nothing to copy in a prompt that holds
+    it; with every prefix of the words in the vocabulary, the prompt holds the reply's own
+    tokens and lookup guesses (right) from the first token."""
+    reachable = testmodels.write_model(models_dir / "spec" / "reachable.gguf", reachable_words=True)
+    copy = (ChatMessage("user", "Copy:" + testmodels.BIGRAM_CYCLE_TEXT * 3),)
+    n = len(testmodels.BIGRAM_CYCLE)
+    kept = {}
+    for name, path in (("tests", bigram_model), ("reachable", reachable)):
+        load(sup, path, spec="lookup")
+        end, text = reply(sup, copy, max_tokens=n)
+        assert text == testmodels.bigram_text(n)
+        kept[name] = end.timings.spec.accepted
+    assert kept["tests"] <= 1 and kept["reachable"] >= 4  # the whole first guess
