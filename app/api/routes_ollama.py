@@ -103,6 +103,8 @@ async def show(request: web.Request) -> web.Response:
         )
     ctx = _ctx(request)
     model = await ctx.resolve(name)
+    if model.source == "remote":  # no file here: what Hearth knows (app.engine.remote)
+        return web.json_response(_remote_show(model))
     inspection = await ctx.blocking(gguf_info.inspect, model.path)
     info = inspection.info
     if info is None:
@@ -143,6 +145,22 @@ async def show(request: web.Request) -> web.Response:
         "capabilities": capabilities,
         "modified_at": _iso(model.last_used),
     })  # fmt: skip
+
+
+def _remote_show(model: LocalModel) -> dict[str, Any]:
+    info: dict[str, Any] = {"general.name": model.model_name, "hearth.remote_server": model.origin}
+    if model.n_ctx_train:
+        info["general.context_length"] = model.n_ctx_train
+    return {
+        "license": "",
+        "modelfile": f"# Served by the remote server at {model.origin}\n",
+        "parameters": "",
+        "template": "",
+        "details": _details(model),
+        "model_info": info,
+        "capabilities": ["completion"],
+        "modified_at": _iso(None),
+    }
 
 
 async def ps(request: web.Request) -> web.Response:

@@ -158,12 +158,15 @@ def test_auto_detection_and_bad_servers_are_sentences(tmp_path, far):
     )
 
 
-def test_the_local_api_lists_remote_models_beside_local_ones(near):
+def test_the_local_api_lists_remote_models_beside_local_ones(near, far):
     with near.client() as c:
         ids = {m["id"] for m in c.get("/v1/models").json()["data"]}
         tags = {m["name"] for m in c.get("/api/tags").json()["models"]}
     assert {"local", "tiny@far-oa", "tiny@far-ol"} <= ids
     assert {"local", "tiny@far-oa", "tiny@far-ol"} <= tags
+    shown = ollama.Client(host=near.url).show("tiny@far-ol")  # clients ask before a chat
+    assert shown.capabilities == ["completion"]
+    assert shown.modelinfo["hearth.remote_server"] == far.url
 
 
 # --- replies ----------------------------------------------------------------------------------

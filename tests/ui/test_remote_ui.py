@@ -68,6 +68,7 @@ def test_add_a_remote_server_in_the_form_then_chat_with_its_model(qtbot, window,
     reply = send(qtbot, window.chat, "Hello")
     assert reply.content == testmodels.bigram_text(14)
     assert reply.status == "complete"
+    assert window.chat.page.model.text() == "tiny@far"  # the chat's header names it
 
     # The remote server goes away: the next reply ends with the sentence, the window stays.
     assert far.stop() == 0

@@ -69,7 +69,10 @@ def settings_snapshot(
 
 
 def model_name(loaded: Loaded) -> str:
-    """The model's file name without .gguf: what the header and the stats call it."""
+    """The model's file name without .gguf: what the header and the stats call it
+    (a remote server's model: its MODEL@SERVER)."""
+    if loaded.path.startswith("remote:"):  # app.engine.remote's key: no file name
+        return loaded.path.removeprefix("remote:")
     name = os.path.basename(loaded.path)
     return name[:-5] if name.lower().endswith(".gguf") else name
 
