@@ -69,7 +69,7 @@ cmake_flags() {
         echo "$HEARTH_CMAKE_ARGS"
         return 0
     fi
-    local flags="-DGGML_NATIVE=OFF"
+    local flags="-DGGML_NATIVE=OFF -DGGML_RPC=ON"
     case "${HEARTH_GPU:-}" in
         "" | cpu) ;;
         cuda)

@@ -34,12 +34,14 @@ def _libcuda_registered() -> bool:
 
 def test_cpu_by_default(tmp_path):
     done = _flags(tmp_path)
-    assert (done.returncode, done.stdout.strip()) == (0, "-DGGML_NATIVE=OFF")
+    # RPC (remote devices, `hearth rpc-serve`) is in every build
+    assert (done.returncode, done.stdout.strip()) == (0, "-DGGML_NATIVE=OFF -DGGML_RPC=ON")
 
 
 def test_vulkan(tmp_path):
     assert _flags(tmp_path, HEARTH_GPU="vulkan").stdout.split() == [
         "-DGGML_NATIVE=OFF",
+        "-DGGML_RPC=ON",
         "-DGGML_VULKAN=ON",
     ]
 
@@ -50,6 +52,7 @@ def test_cuda_for_the_local_gpus_fake_nvidia_smi(tmp_path):
     flags = _flags(tmp_path, {"nvidia-smi": smi, "nvcc": "true"}, HEARTH_GPU="cuda").stdout
     assert flags.split() == [
         "-DGGML_NATIVE=OFF",
+        "-DGGML_RPC=ON",
         "-DGGML_CUDA=ON",
         "-DCMAKE_CUDA_ARCHITECTURES=86;89",
     ]

@@ -127,9 +127,10 @@ def _llama_lib_names() -> list[str]:
     return names
 
 
-# ggml libraries that never hold an offload device: the base, the CPU backend (and its
-# per-CPU variants), BLAS.
-_HOST_ONLY = re.compile(r"ggml(-(base|cpu|blas)([-.].*)?)?\.(so|dylib|dll)")
+# ggml libraries that never hold a local offload device: the base, the CPU backend (and
+# its per-CPU variants), BLAS, and RPC (its devices are other machines', registered only
+# when a load asks for them).
+_HOST_ONLY = re.compile(r"ggml(-(base|cpu|blas|rpc)([-.].*)?)?\.(so|dylib|dll)")
 
 
 def _has_offload_backend() -> bool:
