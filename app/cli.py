@@ -6,6 +6,7 @@
     hearth estimate FILE ...    what loading it costs in memory, and what fits
     hearth bench FILE ...       KV cache types x flash attention measured here; a recommendation
     hearth embed FILE TEXT ...  embedding vectors of the texts (or of stdin's lines), as JSON
+    hearth rpc-serve            offer this machine's devices to other Hearths (llama.cpp RPC)
 
 The subcommands use the same engine code as the window and never import Qt.
 """
@@ -34,6 +35,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "bench": ("app.cli_bench", "measure KV cache types x flash attention here, and recommend"),
     "remote": ("app.cli_remote", "add, list or remove remote servers whose models Hearth uses"),
+    "rpc-serve": ("app.cli_rpc", "offer this machine's devices to other Hearths (llama.cpp RPC)"),
 }
 
 
@@ -49,9 +51,10 @@ def build_parser(
     """The parser and handler for one subcommand (modules load only for the one used)."""
     module = _module(command)
     parser = argparse.ArgumentParser(prog=f"hearth {command}", description=SUBCOMMANDS[command][1])
-    configure = getattr(module, f"configure_{command}")
+    name = command.replace("-", "_")
+    configure = getattr(module, f"configure_{name}")
     configure(parser)
-    return parser, getattr(module, f"run_{command}")
+    return parser, getattr(module, f"run_{name}")
 
 
 def gui_parser() -> argparse.ArgumentParser:

@@ -109,6 +109,7 @@ def run_estimate(args: argparse.Namespace) -> int:
 
     headroom = args.headroom / 100 if args.headroom is not None else preferences.saved_headroom()
     problems = list(result.problems) + settings.validate(load, info)
+    problems += _read_remote_devices(load)
     bad_settings = any(p.is_error for p in problems if p.field)
     est = memory.estimate(info, load, gpu_free)
     verdict = memory.fit(info, load, available, total, gpu_free, headroom)
@@ -126,6 +127,22 @@ def run_estimate(args: argparse.Namespace) -> int:
     return EXIT_OK if result.usable and verdict.ok else EXIT_FAIL
 
 
+def _read_remote_devices(load: settings.LoadSettings) -> list[gguf_info.Problem]:
+    """Ask each remote device's server for its free memory now (the estimate reads what it
+    last said); one that does not answer is a warning and is left out of the estimate."""
+    from app.engine import rpc_probe
+
+    problems = []
+    for endpoint in load.rpc:
+        if rpc_probe.endpoint_problem(endpoint):
+            continue  # validate() already said why
+        try:
+            rpc_probe.probe(endpoint)
+        except rpc_probe.RpcError as e:
+            problems.append(gguf_info.Problem("warning", str(e), "rpc_unreachable", None))
+    return problems
+
+
 def format_estimate(
     info: GGUFInfo,
     est: memory.Estimate,
@@ -135,18 +152,20 @@ def format_estimate(
     gpu_free: list[int],
 ) -> str:
     s = est.settings
+    width = max(8, *(len(d.device) + 2 for d in est.devices))
     lines = [
         f"{info.name or info.path} — {info.architecture}, {info.file_type_name}, "
         f"{human_bytes(info.file_size)}",
         f"Settings: {s.summary()}, batch {s.n_batch}/{s.n_ubatch}, "
         f"GPU layers {est.n_gpu_layers} of {info.n_layers + 1}",
         "",
-        f"{'device':<8}{'weights':>12}{'KV cache':>12}{'compute':>12}{'overhead':>12}{'total':>12}{'free':>12}",
+        f"{'device':<{width}}{'weights':>12}{'KV cache':>12}{'compute':>12}{'overhead':>12}{'total':>12}{'free':>12}",
     ]
     frees = [available, *gpu_free]
-    for d, free in zip(est.devices, frees, strict=False):
+    for i, d in enumerate(est.devices):
+        free = d.remote_free if d.remote_free is not None else frees[min(i, len(frees) - 1)]
         lines.append(
-            f"{d.device:<8}{human_bytes(d.weights):>12}{human_bytes(d.kv):>12}"
+            f"{d.device:<{width}}{human_bytes(d.weights):>12}{human_bytes(d.kv):>12}"
             f"{human_bytes(d.compute):>12}{human_bytes(d.overhead):>12}{human_bytes(d.total):>12}"
             f"{human_bytes(free):>12}"
         )
@@ -200,6 +219,7 @@ def _estimate_json(info, est, verdict, table, problems, available, gpu_free) -> 
                 "overhead": d.overhead,
                 "draft": d.draft,
                 "total": d.total,
+                **({"remote_free": d.remote_free} if d.remote_free is not None else {}),
             }
             for d in est.devices
         ],

@@ -146,6 +146,11 @@ class _Runner:
             # differs from what was asked.
             "applied": dataclasses.asdict(applied) if applied else None,
             "differences": differences,
+            # Where llama.cpp's log put the layers and the KV cache (remote devices: RPC0...).
+            "placement": {
+                "layers": dict(event.placement),
+                "kv": {k: v for k, v in event.buffers.kv.items()},
+            },
         }
         ran = applied.summary() if applied else event.settings.summary()
         if event.n_ctx_max > event.n_ctx:
@@ -156,6 +161,8 @@ class _Runner:
         )
         for line in differences:
             print(f"note: {line}", file=sys.stderr)
+        if event.settings.rpc:
+            print(_placement_words(event), file=sys.stderr)
         if self.cancelled.is_set():  # Ctrl+C came as the load finished
             return self._end(Finished("", "cancelled"))
         if self.args.chat:
@@ -262,3 +269,12 @@ def _spec_words(loaded: Loaded) -> str:
     if spec == "draft":
         return f", speculative decoding with the draft model {loaded.draft_description}"
     return f", speculative decoding: {spec}" if spec != "off" else ""
+
+
+def _placement_words(loaded: Loaded) -> str:
+    """'Layers: RPC0 2, CPU 1 · KV cache: RPC0[127.0.0.1:50052] 16.0 MiB' (from the log)."""
+    from app.engine.gguf_info import human_bytes
+
+    layers = ", ".join(f"{dev} {n}" for dev, n in loaded.placement) or "not logged"
+    kv = ", ".join(f"{dev} {human_bytes(n)}" for dev, n in loaded.buffers.kv.items())
+    return f"Layers: {layers} · KV cache: {kv or 'not logged'}"

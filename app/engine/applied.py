@@ -20,6 +20,8 @@ _KV_TYPES_RE = re.compile(r"K \((?P<k>[\w.]+)\):.*V \((?P<v>[\w.]+)\):")
 _FA_RESOLVED_RE = re.compile(r"Flash Attention (?:(?P<on>enabled)|not supported)")
 _FA_FORCED_OFF = "flash_attn is not compatible"  # "... with Grok - forcing off"
 _FA_FORCED_ON = "enabling flash_attn since"  # "... it is required for quantized V cache"
+# load_tensors: layer   3 assigned to device RPC0, is_swa = 0   (a debug line)
+_LAYER_RE = re.compile(r"layer\s+\d+ assigned to device (?P<dev>[^,\s]+)")
 
 
 def flash_attn_from_log(lines: list[str], asked: bool | None) -> bool:
@@ -55,4 +57,29 @@ def read_applied(lines: list[str], asked: LoadSettings, n_ctx: int, n_gpu_layers
         type_v=types[1],
         flash_attn=flash_attn_from_log(lines, s.flash_attn),
         n_gpu_layers=n_gpu_layers,
+    )
+
+
+def placement_from_log(lines: list[str]) -> tuple[tuple[str, int], ...]:
+    """Layers per device as llama.cpp assigned them while loading ("RPC0", "CPU", ...), in
+    the order the devices first appear. The output layer counts as one more, as -ngl counts
+    it: a 2-layer model all on RPC0 is (("RPC0", 3),)."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        m = _LAYER_RE.search(line)
+        if m:
+            counts[m["dev"]] = counts.get(m["dev"], 0) + 1
+    return tuple(counts.items())
+
+
+def placement_problem(placement: tuple[tuple[str, int], ...], asked: LoadSettings) -> str | None:
+    """A sentence when remote devices were asked for layers but llama.cpp put none there."""
+    if not asked.rpc or asked.n_gpu_layers == 0 or not placement:
+        return None
+    if any(dev.startswith("RPC") and n for dev, n in placement):
+        return None
+    where = ", ".join(f"{dev} {n}" for dev, n in placement)
+    return (
+        f"llama.cpp put no layer on the remote devices ({', '.join(asked.rpc)}): {where}. "
+        "Raise GPU layers, or check that the remote devices have free memory."
     )

@@ -36,12 +36,21 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
     ),
     "ggml_backend_dev_backend_reg": ([ctypes.c_void_p], ctypes.c_void_p),
     "ggml_backend_reg_name": ([ctypes.c_void_p], ctypes.c_char_p),
+    # RPC (app/engine/rpc.py): the backend's functions come through the registry
+    "ggml_backend_reg_by_name": ([ctypes.c_char_p], ctypes.c_void_p),
+    "ggml_backend_reg_get_proc_address": ([ctypes.c_void_p, ctypes.c_char_p], ctypes.c_void_p),
+    "ggml_backend_reg_dev_count": ([ctypes.c_void_p], ctypes.c_size_t),
+    "ggml_backend_reg_dev_get": ([ctypes.c_void_p, ctypes.c_size_t], ctypes.c_void_p),
+    "ggml_backend_register": ([ctypes.c_void_p], None),
+    "ggml_backend_dev_by_name": ([ctypes.c_char_p], ctypes.c_void_p),
 }
 
 
 def _bind(lib: Any) -> Any:
     for name, (argtypes, restype) in _SIGNATURES.items():
-        fn = getattr(lib, name)
+        fn = getattr(lib, name, None)
+        if fn is None:  # a stand-in registry (tests) may lack what it is not asked for
+            continue
         fn.argtypes = argtypes
         fn.restype = restype
     return lib
@@ -51,26 +60,36 @@ def _text(value: bytes | None) -> str:
     return (value or b"").decode("utf-8", "replace")
 
 
-def registry(lib: Any = None) -> list[dict[str, Any]]:
-    """Every device in the registry, in its order: name ("CUDA0"), description (the card),
-    backend ("CUDA", "Vulkan", "CPU"), type ("cpu", "gpu", "igpu", "accel") and memory.
-
-    `lib` is libllama's handle (default: llama_cpp's); tests pass a stand-in registry."""
+def libllama(lib: Any = None) -> Any:
+    """libllama's handle with the registry's functions typed (`lib`: a stand-in, in tests)."""
     if lib is None:
         from llama_cpp import llama_cpp
 
         lib = llama_cpp._lib
-    lib = _bind(lib)
+    return _bind(lib)
+
+
+def registry(lib: Any = None) -> list[dict[str, Any]]:
+    """Every device in the registry, in its order: name ("CUDA0"), description (the card),
+    backend ("CUDA", "Vulkan", "CPU", "RPC"), type ("cpu", "gpu", "igpu", "accel") and memory.
+
+    `lib` is libllama's handle (default: llama_cpp's); tests pass a stand-in registry.
+    Remote (RPC) devices read 0 free / 0 total here: asking one means a network round trip,
+    and llama.cpp aborts the process when that server is gone (app.engine.rpc_probe asks
+    them safely)."""
+    lib = libllama(lib)
     out = []
     for i in range(lib.ggml_backend_dev_count()):
         dev = lib.ggml_backend_dev_get(i)
         free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
-        lib.ggml_backend_dev_memory(dev, ctypes.pointer(free), ctypes.pointer(total))
+        backend = _text(lib.ggml_backend_reg_name(lib.ggml_backend_dev_backend_reg(dev)))
+        if backend != "RPC":
+            lib.ggml_backend_dev_memory(dev, ctypes.pointer(free), ctypes.pointer(total))
         out.append(
             {
                 "name": _text(lib.ggml_backend_dev_name(dev)),
                 "description": _text(lib.ggml_backend_dev_description(dev)),
-                "backend": _text(lib.ggml_backend_reg_name(lib.ggml_backend_dev_backend_reg(dev))),
+                "backend": backend,
                 "type": DEVICE_TYPES.get(lib.ggml_backend_dev_type(dev), "unknown"),
                 "free": int(free.value),
                 "total": int(total.value),

@@ -41,6 +41,8 @@ NOT_LLAMA_ARGS: dict[str, str] = {
     "draft_n_ctx": "LoadSettings.draft_settings() -> the draft's n_ctx",
     "draft_max": _SPEC,
     "draft_min": _SPEC,
+    "rpc": "remote devices: registered by the worker through ggml's registry and passed "
+    "as the model's devices (app/engine/rpc.py)",
 }
 
 

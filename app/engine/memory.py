@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app.engine.gguf_info import GGUFInfo, human_bytes, inspect_cached
+from app.engine.rpc_probe import known_devices
 from app.engine.settings import CTX_ALIGN, MAX_CTX, LoadSettings, kv_bytes_per_element
 
 if TYPE_CHECKING:
@@ -49,12 +50,13 @@ _ACT_EMBD, _ACT_FF = 3, 2
 class DeviceUse:
     """Bytes one device needs for a model."""
 
-    device: str  # "RAM" or "GPU 0", "GPU 1", ...
+    device: str  # "RAM" or "GPU 0", "GPU 1", ..., or "RPC 10.0.0.2:50052" (remote)
     weights: int
     kv: int
     compute: int
     overhead: int
     draft: int = 0  # the draft model's weights + KV + compute (speculative decoding)
+    remote_free: int | None = None  # a remote device: the free memory it last reported
 
     @property
     def total(self) -> int:
@@ -70,7 +72,7 @@ class Estimate:
     n_layers: int
     kv_k: int
     kv_v: int
-    devices: tuple[DeviceUse, ...]  # RAM first, then each GPU
+    devices: tuple[DeviceUse, ...]  # RAM first, then each GPU, then each remote device
     draft: Estimate | None = None  # the draft model's own estimate, when one is set
 
     @property
@@ -79,7 +81,13 @@ class Estimate:
 
     @property
     def gpus(self) -> tuple[DeviceUse, ...]:
-        return self.devices[1:]
+        """This machine's GPUs (in the order of the free-memory lists callers pass)."""
+        return tuple(d for d in self.devices[1:] if d.remote_free is None)
+
+    @property
+    def remote(self) -> tuple[DeviceUse, ...]:
+        """Remote devices (llama.cpp RPC servers: settings.rpc)."""
+        return tuple(d for d in self.devices[1:] if d.remote_free is not None)
 
     @property
     def host_bytes(self) -> int:
@@ -172,9 +180,16 @@ def _effective_gpu_layers(info: GGUFInfo, requested: int, n_gpus: int) -> int:
 
 def estimate(info: GGUFInfo, settings: LoadSettings, gpu_free: list[int] | None = None) -> Estimate:
     """Bytes per device to load `info` with `settings`; gpu_free lists the GPUs to use (their
-    free bytes split the offloaded layers between them, as llama.cpp's default split does)."""
+    free bytes split the offloaded layers between them, as llama.cpp's default split does).
+
+    Remote devices (settings.rpc) join the split with the free memory they last reported
+    (rpc_probe.known_devices: no network I/O here), first, as llama.cpp orders them; their
+    rows come after the GPUs'. One never read yet is left out until it answers."""
     s = settings.normalized()
-    gpu_free = list(gpu_free or [])
+    remote = known_devices(s.rpc) if s.rpc else []
+    n_local = len(gpu_free or [])
+    # llama.cpp's device order: the remote devices first, then the local GPUs.
+    gpu_free = [d.free for d in remote] + list(gpu_free or [])
     ngl = _effective_gpu_layers(info, s.n_gpu_layers, len(gpu_free))
     n_off = min(ngl, info.n_layers)  # repeating layers on the GPU(s): the last n_off
     first_off = info.n_layers - n_off
@@ -209,24 +224,30 @@ def estimate(info: GGUFInfo, settings: LoadSettings, gpu_free: list[int] | None 
         host_compute = compute + output_buffer
         gpu_compute = [0] * len(gpu_free)
     devices = [DeviceUse("RAM", host_weights, host_kv, host_compute, HOST_OVERHEAD)]
-    for i in range(len(gpu_free)):
+    n_remote = len(remote)
+    for i in [*range(n_remote, n_remote + n_local), *range(n_remote)]:  # GPUs, then remote
         used = gpu_weights[i] > 0 or gpu_compute[i] > 0
-        devices.append(DeviceUse(
-            f"GPU {i}", gpu_weights[i], gpu_kv[i], gpu_compute[i] if used else 0,
-            GPU_OVERHEAD if used else 0,
-        ))  # fmt: skip
+        if i >= n_remote:
+            devices.append(DeviceUse(
+                f"GPU {i - n_remote}", gpu_weights[i], gpu_kv[i], gpu_compute[i] if used else 0,
+                GPU_OVERHEAD if used else 0,
+            ))  # fmt: skip
+        else:  # the server process's own overhead is its machine's business
+            devices.append(DeviceUse(
+                f"RPC {remote[i].label}", gpu_weights[i], gpu_kv[i], gpu_compute[i] if used else 0,
+                0, remote_free=remote[i].free,
+            ))  # fmt: skip
     est = Estimate(dataclasses.replace(s), ngl, info.n_layers, kv_k, kv_v, tuple(devices))
-    return _with_draft(est, _draft_estimate(s, gpu_free))
+    return _with_draft(est, _draft_estimate(s, gpu_free[n_remote:]))
 
 
 def _with_draft(est: Estimate, draft: Estimate | None) -> Estimate:
-    """`est` with the draft model's weights + KV + compute as each device's draft part."""
+    """`est` with the draft model's weights + KV + compute as each device's draft part (the
+    draft has no remote devices: they come last in `est`, and keep no draft part)."""
     if draft is None:
         return est
-    devices = tuple(
-        dataclasses.replace(d, draft=dd.weights + dd.kv + dd.compute)
-        for d, dd in zip(est.devices, draft.devices, strict=True)
-    )
+    parts = {dd.device: dd.weights + dd.kv + dd.compute for dd in draft.devices}
+    devices = tuple(dataclasses.replace(d, draft=parts.get(d.device, 0)) for d in est.devices)
     return dataclasses.replace(est, devices=devices, draft=draft)
 
 
@@ -278,6 +299,8 @@ def fits_devices(
 ) -> bool:
     """True when every device's share is within what it has free, less the headroom."""
     if est.host.total > usable(ram_available, headroom):
+        return False
+    if any(d.total > usable(d.remote_free or 0, headroom) for d in est.remote):
         return False
     return all(
         d.total <= usable(free, headroom) for d, free in zip(est.gpus, gpu_free, strict=False)
@@ -461,15 +484,15 @@ def kv_table(
 def held_by_model(buffers: BufferSizes, n_gpus: int) -> tuple[int, list[int]]:
     """The memory a loaded model holds that an unload gives back: (host bytes, bytes per
     GPU), from the buffers llama.cpp logged. Memory-mapped weights (`CPU_Mapped`) are the
-    file's page cache, which the OS already counts as available, so they are left out; a
-    device name ending in a number is that GPU, any other is host memory (`CPU`,
-    `CUDA_Host`)."""
+    file's page cache, which the OS already counts as available, so they are left out, as
+    are remote devices' buffers (`RPC0[host:port]`: another machine's memory); a device name
+    ending in a number is that GPU, any other is host memory (`CPU`, `CUDA_Host`)."""
     host, gpus = 0, [0] * n_gpus
     for part, sizes in (("model", buffers.model), ("kv", buffers.kv),
                         ("compute", buffers.compute), ("output", buffers.output)):  # fmt: skip
         for device, size in sizes.items():
             name = device.upper()
-            if part == "model" and name.endswith("_MAPPED"):
+            if (part == "model" and name.endswith("_MAPPED")) or name.startswith("RPC"):
                 continue
             digits = len(name) - len(name.rstrip("0123456789"))
             if digits and not name.startswith("CPU"):

@@ -158,6 +158,9 @@ class Loaded:
     n_ctx_max: int = 0
     applied: Applied | None = None  # what llama.cpp really used (flash attention resolved)
     draft_description: str = ""  # the draft model's, when spec is "draft"
+    # Layers per device as llama.cpp's log assigned them, the output layer counted as one
+    # (as -ngl counts): (("CPU", 1), ("RPC0", 2)).
+    placement: tuple[tuple[str, int], ...] = ()
 
     @property
     def context_max(self) -> int:

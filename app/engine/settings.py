@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.engine.ggml_types import GGML_TYPE_BY_NAME
 from app.engine.gguf_info import Problem
+from app.engine.rpc_probe import endpoint_problem, split_endpoints
 
 if TYPE_CHECKING:
     from app.engine.gguf_info import GGUFInfo
@@ -71,7 +72,8 @@ class Option:
     special: dict[Any, str] = field(default_factory=dict)  # value -> what it means ("auto")
     step: float | None = None
     unit: str = ""
-    kind: str = ""  # "file": a path, edited with a file picker; "keep_alive": a duration
+    kind: str = ""  # "file": a path, edited with a file picker; "keep_alive": a duration;
+    # "endpoints": HOST:PORT addresses
     cli: bool = True  # False: the window's setting only, no CLI flag
     # Also a per-request option of the local API under the field's own name (OpenAI: the
     # request body, Ollama: `options`). Never a file: a client must not name server files.
@@ -133,6 +135,14 @@ class LoadSettings:
     offload_kqv: bool = _opt(
         True, label="KV cache on GPU", group="Offload", flags=("--offload-kqv",),
         description="Keep the KV cache of offloaded layers in GPU memory too.",
+    )  # fmt: skip
+    # --- remote devices (llama.cpp's RPC backend: app/engine/rpc.py) ------------------------
+    rpc: tuple[str, ...] = _opt(
+        (), label="Remote devices", group="Offload", flags=("--rpc",), kind="endpoints",
+        description="Other machines' devices, served there by `hearth rpc-serve`, as "
+        "HOST:PORT (comma-separated). They hold offloaded layers and their KV cache like GPUs "
+        "(GPU layers decides how many). llama.cpp's RPC has no authentication: use them on a "
+        "trusted network or through an SSH tunnel.",
     )  # fmt: skip
     n_batch: int = _opt(
         512, label="Batch size", group="Performance", flags=("-b", "--batch-size"),
@@ -292,7 +302,8 @@ class LoadSettings:
         fa = ", FA auto" if self.flash_attn is None else ", FA" if self.flash_attn else ""
         ctx = f"{self.ctx_start}→{self.n_ctx}" if self.grows else f"{self.n_ctx}"
         spec = f", spec {self.spec}" if self.spec != "off" else ""
-        return f"n_ctx {ctx}, KV {self.type_k}/{self.type_v}{fa}{spec}"
+        rpc = f", RPC {','.join(self.rpc)}" if self.rpc else ""
+        return f"n_ctx {ctx}, KV {self.type_k}/{self.type_v}{fa}{spec}{rpc}"
 
     def draft_settings(self) -> LoadSettings | None:
         """How the draft model loads (None unless spec is "draft"): the model's settings
@@ -308,6 +319,7 @@ class LoadSettings:
             n_gpu_layers=self.draft_n_gpu_layers,
             spec="off",
             model_draft="",
+            rpc=(),  # a draft is small: it stays here (and one client per RPC server)
         ).normalized()
 
     @property
@@ -428,6 +440,8 @@ def from_dict(cls: type, data: dict[str, Any]) -> tuple[Any, list[Problem]]:
             continue
         try:
             kwargs[key] = _coerce(known[key].default, value)
+            if known[key].metadata["option"].kind == "endpoints":
+                kwargs[key] = split_endpoints(kwargs[key])
         except (TypeError, ValueError):
             label = known[key].metadata["option"].label
             problems.append(
@@ -597,6 +611,7 @@ def validate(
     if settings.use_mlock and not settings.use_mmap:
         pass  # valid: the whole file is read and locked
     problems += _spec_problems(settings, info)
+    problems += _rpc_problems(settings)
     if info is not None:
         problems += _model_problems(settings, info)
         if available_bytes is not None and not any(p.is_error for p in problems):
@@ -647,6 +662,22 @@ def _spec_problems(settings: LoadSettings, info: GGUFInfo | None) -> list[Proble
             ))  # fmt: skip
         else:
             problems += draft_problems(settings.model_draft, info)
+    return problems
+
+
+def _rpc_problems(settings: LoadSettings) -> list[Problem]:
+    """Remote devices: each a HOST:PORT (whether it answers is checked before a load)."""
+    problems = [
+        Problem("error", f"Remote devices: {why}", "rpc_endpoint", "rpc")
+        for why in filter(None, map(endpoint_problem, settings.rpc))
+    ]
+    if settings.rpc and settings.n_gpu_layers == 0 and not problems:
+        problems.append(Problem(
+            "warning",
+            "GPU layers is 0, so no layer goes to the remote devices: set GPU layers to -1 "
+            "(all) or to how many layers the remote devices and GPUs should hold.",
+            "rpc_no_layers", "n_gpu_layers",
+        ))  # fmt: skip
     return problems
 
 
@@ -786,4 +817,6 @@ def from_args(cls: type, args: argparse.Namespace, base: Any = None, prefix: str
         changes[name] = value
     if "stop" in changes:
         changes["stop"] = tuple(changes["stop"])
+    if "rpc" in changes:  # --rpc A:1,B:2 and/or --rpc A:1 --rpc B:2
+        changes["rpc"] = split_endpoints(changes["rpc"])
     return dataclasses.replace(base, **changes)

@@ -408,11 +408,18 @@ class Supervisor:
         else:
             head = f"The engine stopped unexpectedly (exit code {exit_code}) while {what}."
         reason = _crash_reason(stderr_lines)
-        message = (
-            head
-            + (f' llama.cpp said: "{reason}".' if reason else "")
-            + (" Hearth is still running: reload the model, or reload it with safer settings.")
-        )
+        if reason and "RPC" in reason:  # llama.cpp's RPC client aborts when a server goes
+            message = (
+                f'{head} A remote device stopped answering (llama.cpp said: "{reason}"). '
+                "Hearth is still running: start its RPC server again and reload, or reload "
+                "without remote devices."
+            )
+        else:
+            message = (
+                head
+                + (f' llama.cpp said: "{reason}".' if reason else "")
+                + " Hearth is still running: reload the model, or reload it with safer settings."
+            )
         self.crashed = Crashed(exit_code, sig, message, lines, what, rid)
         self.loaded = None
         self._running.clear()
@@ -440,7 +447,10 @@ class Supervisor:
 
 def _crash_reason(lines: list[str]) -> str | None:
     """The line that explains an abort: a GGML_ASSERT, an error, a fatal Python signal."""
-    for key in ("GGML_ASSERT", "terminate called", "error:"):
+    # The RPC client's aborts: "ggml-rpc.cpp:566: Remote RPC server crashed or returned
+    # malformed response", "Failed to connect to HOST:PORT".
+    keys = ("GGML_ASSERT", "Remote RPC server", "RPC handshake failed", "Failed to connect to")
+    for key in (*keys, "terminate called", "error:"):
         for line in reversed(lines):
             if key.lower() in line.lower() and not line.startswith("Fatal Python error"):
                 # "/build/.../llama-vocab.cpp:2544: GGML_ASSERT(...) failed" -> from GGML_ASSERT

@@ -36,9 +36,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from app.engine import devices, gguf_info, hardware
+from app.engine import devices, gguf_info, hardware, rpc, rpc_probe
 from app.engine import settings as settings_mod
-from app.engine.applied import read_applied
+from app.engine.applied import placement_from_log, placement_problem, read_applied
 from app.engine.context_growth import ContextGrowth, PerfCarry
 from app.engine.llama_args import llama_kwargs
 from app.engine.protocol import (
@@ -201,7 +201,8 @@ class Worker:
         self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self._cancel.is_set())
         self._null_abort = ctypes.cast(None, llama_cpp.ggml_abort_callback)
         info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace").strip()
-        self.send(Ready(os.getpid(), bool(llama_cpp.llama_supports_gpu_offload()), info))
+        # Not llama_supports_gpu_offload(): it is true in any build with RPC, GPU or not.
+        self.send(Ready(os.getpid(), bool(devices.offload_gpus()), info))
         reader = threading.Thread(
             target=self._read_commands, name="hearth-worker-reader", daemon=True
         )
@@ -289,6 +290,7 @@ class Worker:
         if result.info is not None:
             ram = hardware.ram()
             gpus = hardware.offload_gpus(devices.offload_gpus)  # asked here: libllama is loaded
+            rpc_probe.remote_devices(cmd.settings.rpc)  # the estimate's reading of them, now
             problems += settings_mod.validate(
                 cmd.settings, result.info, ram.available, ram.total, [g.free for g in gpus]
             )
@@ -320,6 +322,12 @@ class Worker:
             if draft_settings is not None:  # speculative decoding with a draft model
                 loading = dataclasses.replace(cmd, path=s.model_draft)
                 draft = self._construct(loading, draft_settings)
+        except rpc.RpcUnavailable as e:  # before llama.cpp saw the file: a plain sentence
+            self.logs.forward_info = False
+            if llm is not None:
+                llm.close()
+            self._fail(cmd.request_id, str(e))
+            return
         except Exception as e:
             self.logs.forward_info = False
             if llm is not None:
@@ -341,7 +349,11 @@ class Worker:
         self._detokenize = _IncrementalDetokenize(llm)
         self._formatter = self._chat_formatter(llm)
         lines = list(self.logs.lines_since_mark)
-        offloaded = _offloaded_layers(lines)
+        placement = placement_from_log(lines)
+        offloaded = _offloaded_layers(lines, placement)
+        misplaced = placement_problem(placement, s)
+        if misplaced:
+            self.send(Log("warning", misplaced))
         if s.grows:
             self._growth = self._make_growth(cmd, s)
         self.loaded = Loaded(
@@ -359,6 +371,7 @@ class Worker:
             n_ctx_max=self._growth.n_ctx_max if self._growth else 0,
             applied=read_applied(lines, s, llm.n_ctx(), offloaded),
             draft_description=_model_desc(self.lc, draft) if draft is not None else "",
+            placement=placement,
         )
         self.send(self.loaded)
 
@@ -389,9 +402,15 @@ class Worker:
         lowlevel = lc.llama_cpp
         original = lowlevel.llama_model_default_params
 
+        # Remote devices: probed and registered now (RpcUnavailable before any load), then
+        # named in the params with the local GPUs (app/engine/rpc.py says why).
+        load_devices = rpc.load_devices(s.rpc)
+
         def params_with_progress():
             params = original()
             params.progress_callback = progress_cb
+            if load_devices is not None:
+                params.devices = ctypes.cast(load_devices, ctypes.c_void_p)
             return params
 
         # verbose=False would point stderr at /dev/null while loading and hide the reason
@@ -813,8 +832,10 @@ def _message_dict(m) -> dict[str, Any]:
 
 # --- helpers --------------------------------------------------------------------------------
 
+# A device is "CPU", "CUDA0", "CPU_Mapped" or, remote, "RPC0[10.0.0.2:50052]".
 _BUFFER_RE = re.compile(
-    r"(?P<dev>[\w.\-]+)\s+(?P<kind>model|KV|compute|output) buffer size\s*=\s*(?P<mib>[\d.]+) MiB"
+    r"(?P<dev>[\w.\-]+(?:\[[^\]\s]*\])?)\s+(?P<kind>model|KV|compute|output) buffer size\s*=\s*"
+    r"(?P<mib>[\d.]+) MiB"
 )
 _OFFLOAD_RE = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
 
@@ -865,7 +886,12 @@ def parse_buffer_sizes(lines: list[str]) -> BufferSizes:
     return BufferSizes(parts["model"], parts["KV"], parts["compute"], parts["output"])
 
 
-def _offloaded_layers(lines: list[str]) -> int:
+def _offloaded_layers(lines: list[str], placement: tuple[tuple[str, int], ...] = ()) -> int:
+    """Layers llama.cpp put on a device other than the CPU. From the per-layer assignments
+    when logged: a build with RPC (or any GPU backend) logs "offloaded N/N layers to GPU"
+    whatever the devices, even when there is none."""
+    if placement:
+        return sum(n for dev, n in placement if dev != "CPU")
     for line in lines:
         m = _OFFLOAD_RE.search(line)
         if m:

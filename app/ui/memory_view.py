@@ -54,13 +54,19 @@ class MemoryBreakdown(QWidget):
         self.updateGeometry()
         self.update()
 
+    def _free_of(self, i: int, device) -> int:
+        """Free bytes of row i: a remote device's own reading, else the list's entry."""
+        if device.remote_free is not None:
+            return device.remote_free
+        return self._free[i] if i < len(self._free) else 0
+
     def describe(self) -> str:
         """The same figures as text (tooltip, accessibility, tests)."""
         if self._estimate is None:
             return ""
         lines = []
         for i, d in enumerate(self._estimate.devices):
-            free = self._free[i] if i < len(self._free) else 0
+            free = self._free_of(i, d)
             now = self._now.devices[i] if self._now is not None else None
             grows = f"{human_bytes(now.total)} at load, up to " if now is not None else ""
             lines.append(
@@ -124,7 +130,7 @@ class MemoryBreakdown(QWidget):
         width = self.width() - self.LABEL_W - 8
         y = 2
         for i, device in enumerate(self._estimate.devices):
-            free = self._free[i] if i < len(self._free) else 0
+            free = self._free_of(i, device)
             scale_to = max(free, device.total, 1)
             bar = QRectF(self.LABEL_W, y, width, self.ROW_H)
             painter.setPen(text)

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.engine.gguf_info import Problem
+from app.engine.rpc_probe import split_endpoints
 from app.engine.settings import CTX_ALIGN, Option
 from app.ui.widgets import Notice
 
@@ -243,6 +244,21 @@ class _ListEditor(FieldEditor):
         self.edit.setText("|".join(s.replace("\n", "\\n") for s in value))
 
 
+class _EndpointsEditor(_ListEditor):
+    """HOST:PORT addresses, comma-separated (as `--rpc` takes them)."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.edit.setPlaceholderText("e.g.  127.0.0.1:50052, 10.0.0.2:50052")
+        self.edit.setToolTip(self.option.description)
+
+    def value(self) -> tuple[str, ...]:
+        return split_endpoints(self.edit.text())
+
+    def set_value(self, value: Any) -> None:
+        self.edit.setText(", ".join(value))
+
+
 class _FileEditor(FieldEditor):
     """A file path: typed, pasted or picked with a (non-modal) file dialog."""
 
@@ -402,6 +418,8 @@ def make_editor(name: str, default: Any, option: Option) -> FieldEditor:
         from app.ui.keep_alive import KeepAliveEditor
 
         return KeepAliveEditor(name, default, option)
+    if option.kind == "endpoints":
+        return _EndpointsEditor(name, default, option)
     if isinstance(default, bool):
         return _BoolEditor(name, default, option)
     if option.choices is not None:

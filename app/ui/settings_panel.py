@@ -212,19 +212,26 @@ class SettingsPanel(QWidget):
         self._show_values(load, None)
         self.editors["ctx_start"].setEnabled(load.ctx_grow)  # means nothing without growth
         self._enable_spec_fields(load.spec)
+        self._enable_offload()
         self._update_buttons()
 
     def _on_session_sampling_changed(self, sampling: SamplingSettings) -> None:
         self._show_values(None, sampling)
 
-    def _on_session_machine_changed(self, machine) -> None:
-        has_gpu = bool(machine.gpu_free)
-        self.ngl_all.setVisible(has_gpu)
-        self.ngl_fit.setVisible(has_gpu)
-        self.no_gpu.setVisible(not has_gpu)
-        for name in ("n_gpu_layers", "offload_kqv"):
-            self.editors[name].setEnabled(has_gpu)
+    def _on_session_machine_changed(self, _machine) -> None:
+        self._enable_offload()
         self._enable_spec_fields(self.session.load_settings.spec)
+
+    def _enable_offload(self) -> None:
+        """GPU layers mean something with a local GPU, or with remote devices (they take
+        offloaded layers too); "Most that fit" counts the local GPUs only."""
+        has_gpu = bool(self.session.machine.gpu_free)
+        offload = has_gpu or bool(self.session.load_settings.rpc)
+        self.ngl_all.setVisible(offload)
+        self.ngl_fit.setVisible(has_gpu)
+        self.no_gpu.setVisible(not offload)
+        for name in ("n_gpu_layers", "offload_kqv"):
+            self.editors[name].setEnabled(offload)
 
     def _on_session_fit_changed(self, result: FitResult) -> None:
         """Draw what the settings add up to: problems, bars, verdict, context marks."""
