@@ -5,8 +5,9 @@
 #   ./dev.sh setup         only set up .venv
 #   ./dev.sh flags         print the CMake flags llama.cpp would be built with, and exit
 #
-# Set-up builds llama-cpp-python from source once, with CMAKE_ARGS="-DGGML_NATIVE=OFF"
-# (a native build crashes on some CPUs in the AMX kernels on quantized models), keeps the
+# Set-up builds llama-cpp-python from source once, with
+# CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_RPC=ON" (a native build crashes on some CPUs in the AMX
+# kernels on quantized models; RPC gives remote devices and `hearth rpc-serve`), keeps the
 # wheel in .wheels/<flags>/ and re-uses it afterwards; each set of flags keeps its own wheel.
 #
 # HEARTH_GPU picks a GPU backend (any of them builds on a machine without a GPU):
