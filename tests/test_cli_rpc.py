@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 def hearth(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "app", *args], cwd=REPO, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=180)  # fmt: skip
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
 
 
 def free_port() -> int:
@@ -62,7 +62,11 @@ class RpcServe:
 
     def wait_listening(self) -> None:
         while True:
-            line = self.lines.get(timeout=120)
+            try:
+                line = self.lines.get(timeout=300)  # a loaded machine imports slowly
+            except queue.Empty:
+                alive = self.proc.poll() is None
+                raise AssertionError(f"no 'Listening on' (alive: {alive}): {self.out}") from None
             if line is None:
                 raise AssertionError(
                     f"rpc-serve ended: {self.proc.wait()} {self.proc.stderr.read()}"
