@@ -16,6 +16,8 @@ port in use), 2 bad arguments.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import ipaddress
 import os
 import signal
@@ -96,6 +98,29 @@ def _wait_listening(host: str, port: int, stopped: threading.Event) -> bool:
     return False
 
 
+def _say(text: str) -> None:
+    """Whole lines in one write: llama.cpp's server thread prints to the same stdout."""
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), (text + "\n").encode())
+
+
+_C_STDOUT_BUFFER = ctypes.create_string_buffer(4096)  # C's stdout buffer, for good
+
+
+def _line_buffered_c_stdout() -> None:
+    """llama.cpp's server prints with C's stdio, whose stdout Python left unbuffered under
+    -u / PYTHONUNBUFFERED (it then writes "Accepted client connection" and its newline
+    apart) or block-buffered on a pipe; ours are whole-line writes. Give C's stdout a line
+    buffer of its own (nothing has printed there yet), so a reader of the pipe never gets
+    "Accepted client connectionListening on"."""
+    if sys.platform == "win32":
+        return
+    with contextlib.suppress(Exception):  # no libc symbol: output merely less tidy
+        libc = ctypes.CDLL(None)
+        stdout = ctypes.c_void_p.in_dll(libc, "stdout" if sys.platform != "darwin" else "__stdoutp")
+        libc.setvbuf(stdout, _C_STDOUT_BUFFER, 1, len(_C_STDOUT_BUFFER))  # _IOLBF
+
+
 def run_rpc_serve(args: argparse.Namespace) -> int:
     from app.engine import rpc
     from app.engine.gguf_info import human_bytes
@@ -126,12 +151,13 @@ def run_rpc_serve(args: argparse.Namespace) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     endpoint = f"{host}:{args.port}"
     threads = args.threads or physical_cores()
-    print(f"Hearth RPC server on {endpoint}, offering:")
-    for d in offered:
-        print(f"  {d.name}: {d.description} ({human_bytes(d.free)} free of {human_bytes(d.total)})")
-    print(f"Use it with: hearth run MODEL.gguf PROMPT --rpc {endpoint}  (Ctrl+C stops it)")
-    sys.stdout.flush()
+    lines = [f"Hearth RPC server on {endpoint}, offering:"]
+    lines += [f"  {d.name}: {d.description} ({human_bytes(d.free)} free of {human_bytes(d.total)})"
+              for d in offered]  # fmt: skip
+    lines.append(f"Use it with: hearth run MODEL.gguf PROMPT --rpc {endpoint}  (Ctrl+C stops it)")
+    _say("\n".join(lines))
 
+    _line_buffered_c_stdout()
     stopped = threading.Event()
     failed = threading.Event()
 
@@ -147,7 +173,7 @@ def run_rpc_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     threading.Thread(target=serve, name="hearth-rpc-server", daemon=True).start()
     if _wait_listening(args.host, args.port, stopped):
-        print(f"Listening on {endpoint}.", flush=True)
+        _say(f"Listening on {endpoint}.")
     while not stopped.wait(0.5):  # a timed wait: signal handlers run between waits
         pass
     code = EXIT_FAIL if failed.is_set() else EXIT_OK

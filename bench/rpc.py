@@ -73,7 +73,7 @@ class RpcServe:
                "--threads", str(threads)]  # fmt: skip
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         for line in self.proc.stdout:  # it prints "Listening on ..." once it accepts
-            if line.startswith("Listening on"):
+            if "Listening on" in line:
                 break
         else:
             raise SystemExit(f"rpc-serve ended with {self.proc.wait()}")

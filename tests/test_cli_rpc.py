@@ -72,7 +72,7 @@ class RpcServe:
                     f"rpc-serve ended: {self.proc.wait()} {self.proc.stderr.read()}"
                 )
             self.out.append(line)
-            if line.startswith("Listening on"):
+            if "Listening on" in line:
                 return
 
     def stop(self) -> tuple[int, str]:

@@ -21,6 +21,7 @@ from app.api.errors import bad_request
 from app.api.security import json_type
 from app.engine import settings as settings_mod
 from app.engine.protocol import ChatMessage
+from app.engine.rpc_probe import split_endpoints
 from app.engine.settings import LoadSettings, SamplingSettings
 
 MAX_STOP = 16
@@ -96,7 +97,8 @@ class GenRequest:
 
 
 # LoadSettings fields a request may set under their own names (declared with api=True):
-# speculative decoding's kind and sizes. Changing one reloads the model, as num_ctx does.
+# speculative decoding's kind and sizes, remote devices (rpc). Changing one reloads the
+# model, as num_ctx does.
 API_LOAD_OPTIONS: dict[str, Any] = {
     name: default for name, default, opt in settings_mod.options(LoadSettings) if opt.api
 }
@@ -117,6 +119,14 @@ def coerce(default: Any, value: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise bad_request(f"'{where}' must be a string, not {json_type(value)}.", where)
         return value
+    if isinstance(default, tuple):  # remote devices: "HOST:PORT,HOST:PORT" or a list of them
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad_request(
+                f"'{where}' must be a string or a list of strings, not {json_type(value)}.", where
+            )
+        return split_endpoints(value)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise bad_request(f"'{where}' must be a number, not {json_type(value)}.", where)
     if isinstance(default, int):

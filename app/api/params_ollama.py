@@ -36,7 +36,6 @@ from app.api.params import (
 )
 from app.api.security import json_type
 from app.engine.protocol import ChatMessage
-from app.engine.rpc_probe import split_endpoints
 from app.engine.settings import LoadSettings, SamplingSettings
 
 log = logging.getLogger(__name__)

@@ -139,6 +139,7 @@ class LoadSettings:
     # --- remote devices (llama.cpp's RPC backend: app/engine/rpc.py) ------------------------
     rpc: tuple[str, ...] = _opt(
         (), label="Remote devices", group="Offload", flags=("--rpc",), kind="endpoints",
+        api=True,
         description="Other machines' devices, served there by `hearth rpc-serve`, as "
         "HOST:PORT (comma-separated). They hold offloaded layers and their KV cache like GPUs "
         "(GPU layers decides how many). llama.cpp's RPC has no authentication: use them on a "

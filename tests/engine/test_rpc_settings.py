@@ -8,7 +8,7 @@ import argparse
 
 import pytest
 
-from app.api import params_ollama
+from app.api import params_ollama, params_openai
 from app.api.errors import ApiError
 from app.engine import rpc_probe, settings
 from app.engine.settings import LoadSettings
@@ -60,14 +60,16 @@ def test_the_draft_model_stays_here():
     assert s.draft_settings().rpc == ()
 
 
-def test_ollama_options_take_remote_devices_and_refuse_other_types():
+def test_api_requests_take_remote_devices_and_refuse_other_types():
     req = params_ollama.parse_ollama_generate(
         {"model": "m", "prompt": "x", "options": {"rpc": ["a:1", "b:2,c:3"]}}
     )
     assert req.load(LoadSettings()).rpc == ("a:1", "b:2", "c:3")
+    req = params_openai.parse_openai_completion({"model": "m", "prompt": "x", "rpc": "a:1"})
+    assert req.load(LoadSettings()).rpc == ("a:1",)  # the openai client's extra_body
     with pytest.raises(ApiError) as e:
         params_ollama.parse_ollama_generate({"model": "m", "prompt": "x", "options": {"rpc": 5}})
-    assert e.value.status == 400 and "options.rpc" in str(e.value.message)
+    assert e.value.status == 400 and "'options.rpc' must be a string or a list" in e.value.message
     with pytest.raises(ApiError) as e:  # checked as it is parsed, before any load
         params_ollama.parse_ollama_generate(
             {"model": "m", "prompt": "x", "options": {"rpc": "nohost"}}
