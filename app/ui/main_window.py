@@ -13,7 +13,6 @@ panes install are declared in window_panes.py.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,7 +68,6 @@ class MainWindow(QMainWindow, WindowPanes):
         self.engine = engine or EngineClient(in_process=in_process, parent=self)
         self._library = None
         self._built = False
-        self._load_when_open: str | None = None  # open_model(load=True): load once shown
 
         self._build_central()
         self._build_docks()
@@ -90,10 +88,12 @@ class MainWindow(QMainWindow, WindowPanes):
         from app.ui.session import Session
         from app.ui.session_io import MachineWatcher, PresetKeeper
         from app.ui.settings_panel import SettingsPanel
+        from app.ui.window_open import ModelOpener
 
         self.session = Session(self)
         self.machine_watcher = MachineWatcher(self)
         self.preset_keeper = PresetKeeper(self)
+        self.opener = ModelOpener(self)
         self.card = ModelCard()
         self.card.load_clicked.connect(self.load_current)
         self.pages.insertWidget(0, self.card)
@@ -312,65 +312,9 @@ class MainWindow(QMainWindow, WindowPanes):
 
     def open_model(self, path: str, load: bool = False) -> None:
         """Inspect a file in the background, then show its card or say why it is refused;
-        with `load`, load it once its card and preset are in place."""
+        with `load`, load it once its card and preset are in place (window_open.py)."""
         self.finish_building()  # a file handed over by a second instance, before the 1st paint
-        if os.fspath(path).startswith("remote:"):  # a remote server's model: no file to read
-            from app.ui.browser.remote_models import open_remote
-
-            open_remote(self, os.fspath(path), load)
-            return
-        path = os.path.abspath(os.fspath(path))
-        self._load_when_open = path if load else None
-        self.statusBar().showMessage(f"Reading {os.path.basename(path)}…")
-        BackgroundOp(self, lambda: self._inspect_and_prepare(path), self._on_inspected).failure(
-            lambda e: self._refuse(path, f"Could not read it: {e}")
-        ).run()
-
-    def _inspect_and_prepare(self, path: str):
-        """On the thread pool: inspect, and read the model's preset."""
-        from app.engine import gguf_info
-
-        inspection = gguf_info.inspect(path)
-        preset = None
-        if inspection.info is not None and inspection.usable:
-            preset = self.preset_keeper.presets().get(path)
-            try:
-                self.library().add_file(path)
-            except Exception as e:  # already known from another source, or a race: not fatal
-                log.info("not added to the library: %s", e)
-        return inspection, preset
-
-    def _on_inspected(self, result) -> None:
-        inspection, preset = result
-        self.statusBar().clearMessage()
-        if inspection.info is None or not inspection.usable:
-            errors = [p.message for p in inspection.errors] or ["it cannot be used"]
-            self._refuse(inspection.path, " ".join(errors))
-            return
-        self.notice.hide()
-        self.card.show_inspection(inspection)
-        self.session.set_inspection(inspection)
-        self.pages.setCurrentWidget(self.card)
-        if preset is not None:
-            load, sampling, problems = preset
-            self.session.set_settings(load, sampling)
-            for p in problems:
-                log.warning("preset for %s: %s", inspection.path, p.message)
-        self.settings_panel.set_loaded(
-            self.engine.loaded_model.path if self.engine.loaded_model else None,
-            self.engine.loaded_model.settings if self.engine.loaded_model else None,
-        )
-        self.setWindowTitle(f"{inspection.info.name or os.path.basename(inspection.path)} — Hearth")
-        self.model_opened.emit(inspection.path)
-        self.refresh_library()
-        if self._load_when_open == inspection.path:
-            self._load_when_open = None
-            self.load_current()
-
-    def _refuse(self, path: str, reason: str) -> None:
-        self.statusBar().clearMessage()
-        self.notice.show_message("banner-error", f"Cannot open {os.path.basename(path)}: {reason}")
-        self.model_refused.emit(path, reason)
+        self.opener.open(path, load)
 
     # --- engine ---------------------------------------------------------------------
 

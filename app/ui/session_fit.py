@@ -37,6 +37,8 @@ def judge(
     problems += settings.validate_sampling(sampling)
     if info is None or any(p.is_error and p.field != "n_ctx" for p in problems):
         return FitResult(tuple(problems))
+    if not m.ram_total:  # not read yet (the first reading is on its way): no verdict to give
+        return FitResult(tuple(problems))
     try:
         fit = memory.fit(info, load, m.ram_available, m.ram_total, gpu_free, headroom)
         largest = memory.largest_context(

@@ -25,12 +25,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine import memory, settings
+from app.engine import settings
 from app.engine.gguf_info import Problem
 from app.engine.settings import LoadSettings, SamplingSettings
 from app.ui.memory_view import MemoryBreakdown
 from app.ui.session import FitResult, Session
 from app.ui.settings_fields import ContextEditor, FieldEditor, make_editor
+from app.ui.settings_problems import fix_for, show_problems
 from app.ui.widgets import Notice
 
 GROUP_TITLES = {
@@ -285,39 +286,10 @@ class SettingsPanel(QWidget):
         )
 
     def _show_problems(self, problems: tuple[Problem, ...]) -> None:
-        by_field: dict[str, Problem] = {}
-        general = []
-        for p in sorted(problems, key=lambda p: not p.is_error):
-            key = (
-                p.field if p.field in self.editors else (f"sampling.{p.field}" if p.field else None)
-            )
-            if key in self.editors and key not in by_field:
-                by_field[key] = p
-            elif key not in self.editors:
-                general.append(p)
-        for key, editor in self.editors.items():
-            problem = by_field.get(key)
-            editor.set_problem(problem, self._fix_for(problem))
+        general = show_problems(self.editors, problems,
+                                lambda p: fix_for(self.session, p, self._set_field))  # fmt: skip
         self.general.setText("\n".join(p.message for p in general))
         self.general.setVisible(bool(general))
-
-    def _fix_for(self, problem: Problem | None) -> tuple[str, Any] | None:
-        if problem is None:
-            return None
-        se, info = self.session, self.session.info
-        if problem.code == "v_needs_flash_attn":
-            return ("Turn on flash attention", lambda: self._set_field("flash_attn", True))
-        if problem.code == "kv_block_size":
-            return ("Use f16", lambda: self._set_field(problem.field, "f16"))
-        if problem.code == "ctx_beyond_training" and info is not None:
-            return ("Use the trained context", lambda: self._set_field("n_ctx", info.n_ctx_train))
-        if problem.code == "memory" and info is not None:
-            m = se.machine
-            largest = memory.largest_context(info, se.load_settings, m.ram_available,
-                                             list(m.gpu_free), headroom=se.headroom)  # fmt: skip
-            if largest:
-                return (f"Use {largest:,}", lambda: self._set_field("n_ctx", largest))
-        return None
 
     def _use_max_gpu_layers(self) -> None:
         fit = self.session.fit.fit

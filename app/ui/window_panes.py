@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from app.ui.settings_panel import SettingsPanel
     from app.ui.tune.controller import TuneController
     from app.ui.window_engine import EngineView
+    from app.ui.window_open import ModelOpener
 
 
 class WindowPanes:
@@ -46,6 +47,7 @@ class WindowPanes:
     machine_watcher: MachineWatcher  # free memory into the session (session_io.py)
     preset_keeper: PresetKeeper  # the session's settings into the model's preset
     engine_view: EngineView  # status bar, load progress, crash banner (window_engine.py)
+    opener: ModelOpener  # a file opened: inspected, its card, the session (window_open.py)
     keep_alive: KeepAliveRule
     # app.ui.graph
     graph: GraphController

@@ -59,7 +59,7 @@ def test_the_panel_explains_a_draft_that_cannot_serve_and_counts_a_good_one(
 
     editor.set_value(str(drafts["good"]))
     assert editor.message.text() == "" and panel.load_button.isEnabled()
-    fit = window.session.fit.fit
-    assert fit is not None and fit.estimate.draft is not None
+    qtbot.waitUntil(lambda: window.session.fit.fit is not None)  # free memory read
+    assert window.session.fit.fit.estimate.draft is not None
     assert "draft model" in panel.memory.describe()
     assert "draft model" in window.card.memory.describe()
