@@ -46,6 +46,10 @@ def host_error(e: HostError) -> ApiError:
         return ApiError(507, message, code="insufficient_memory")
     if e.kind in ("busy", "closed"):
         return ApiError(503, message, headers={"Retry-After": str(RETRY_AFTER_S)})
+    if e.kind == "not_found":
+        return ApiError(404, message, param="model", code="model_not_found")
+    if e.kind == "remote":  # the server this model lives on failed: a gateway's error
+        return ApiError(502, message, code="remote_server_error")
     # not_usable, bad_settings, cancelled, failed: the model or the request's settings.
     return ApiError(400, message, param="model")
 

@@ -33,10 +33,11 @@ class HostError(Exception):
     "not_usable" (not a usable GGUF), "bad_settings", "no_fit" (admission: not enough
     memory), "busy" (the most models are loaded and in use), "closed" (the host shut down),
     "engine" (no worker could start), "crashed" (the worker died loading), "cancelled",
-    "failed" (llama.cpp refused the load)."""
+    "failed" (llama.cpp refused the load), "not_found" (no such remote server or model),
+    "remote" (a remote server failed or did not answer)."""
 
     KINDS = ("not_usable", "bad_settings", "no_fit", "busy", "closed", "engine", "crashed",
-             "cancelled", "failed")  # fmt: skip
+             "cancelled", "failed", "not_found", "remote")  # fmt: skip
 
     def __init__(
         self,

@@ -165,13 +165,16 @@ class RemoteEngines:
     async def _server(self, mid: str) -> tuple[RemoteServer, str, str | None]:
         split = remote.split_name(mid)
         if split is None:
-            raise HostError(f"'{remote.display_name(mid)}' does not name a remote model.")
+            raise HostError(
+                f"'{remote.display_name(mid)}' does not name a remote model.", kind="not_found"
+            )
         name, model = split
         server = await self._run(self.store().get, name)
         if server is None:
             raise HostError(
                 f"There is no remote server named {name}: add it with `hearth remote add URL "
-                f"--name {name}` (or Models → Add remote server… in the window)."
+                f"--name {name}` (or Models → Add remote server… in the window).",
+                kind="not_found",
             )
         return server, model, await self._run(server.token)
 
@@ -186,13 +189,16 @@ class RemoteEngines:
                 remote.LIST_TIMEOUT_S * 2,
             )
         except RemoteError as e:
-            raise HostError(str(e)) from None
+            raise HostError(str(e), kind="remote") from None
         except TimeoutError:
-            raise HostError(f"{label} did not answer in time.") from None
+            raise HostError(f"{label} did not answer in time.", kind="remote") from None
         found = next((m for m in models if m.name in (model, f"{model}:latest")), None)
         if found is None:
             names = ", ".join(m.name for m in models[:20]) or "none"
-            raise HostError(f"{label} does not list a model named '{model}'. It has: {names}.")
+            raise HostError(
+                f"{label} does not list a model named '{model}'. It has: {names}.",
+                kind="not_found",
+            )
         context = found.context
         if not context and server.flavour == "ollama":
             context = await remote.ollama_context(session, server.url, model, token)

@@ -71,7 +71,7 @@ def test_a_closed_host_is_503_with_retry_after(library_model):
 
 STATUS_OF_KIND = {"not_usable": 400, "bad_settings": 400, "no_fit": 507, "busy": 503,
                   "closed": 503, "engine": 500, "crashed": 500, "cancelled": 400,
-                  "failed": 400}  # fmt: skip
+                  "failed": 400, "not_found": 404, "remote": 502}  # fmt: skip
 
 
 def test_each_host_error_kind_has_its_status():
