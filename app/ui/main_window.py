@@ -183,7 +183,11 @@ class MainWindow(QMainWindow, WindowPanes):
         )
         p.reset_requested.connect(self.preset_keeper.reset)
         s = self.session
-        s.fit_changed.connect(lambda r: self.card.set_fit(r.fit, s.machine.free))
+        # The card's verdict is the session's fit; a newly shown model's too (no verdict yet
+        # while free memory is unknown), after FitLogic has judged it.
+        show_fit = lambda *_a: self.card.set_fit(s.fit.fit, s.machine.free)  # noqa: E731
+        s.fit_changed.connect(show_fit)
+        s.inspection_changed.connect(show_fit)
 
     def _build_actions(self) -> None:
         bar = QToolBar("Main")

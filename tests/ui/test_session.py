@@ -148,3 +148,21 @@ def test_a_new_chat_follows_the_session_system_prompt_until_typed_over(qtbot, wi
     pane.page.system_edit.setPlainText("My own words.")
     session.set_sampling(dataclasses.replace(session.sampling, system_prompt="Be long."))
     assert pane.system_prompt() == "My own words."
+
+
+def test_the_card_gives_no_verdict_until_free_memory_is_known(qtbot, window, bigram_model):
+    with qtbot.waitSignal(window.model_opened, timeout=10_000):
+        window.open_model(str(bigram_model))
+    card, session = window.card, window.session
+    qtbot.waitUntil(lambda: card.verdict.isVisible() and card.verdict_text != "")
+    known = session.machine
+    watcher = window.machine_watcher
+    watcher.stop()  # as before the first reading: none lands in between, none is kept
+    watcher.machine = None
+    session.set_machine(MachineMemory(0, 0, []))
+    assert session.fit.fit is None and not card.verdict.isVisible()
+    with qtbot.waitSignal(window.model_opened, timeout=10_000):
+        window.open_model(str(bigram_model))  # shown again: still no verdict to give
+    assert not card.verdict.isVisible()
+    session.set_machine(known)
+    assert card.verdict.isVisible() and card.verdict_text == session.fit.fit.message
