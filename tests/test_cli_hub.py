@@ -164,8 +164,16 @@ def _pull(fake_hub, tmp_path) -> subprocess.Popen:  # noqa: F811
     }
     cmd = [sys.executable, "-m", "app", "pull", BIG_REPO, "--dir", str(tmp_path / "models")]
     return subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_sigint_default,
+    )  # fmt: skip
+
+
+def _sigint_default() -> None:
+    """A shell that starts the test run in the background (CI scripts do) ignores SIGINT, and
+    the child inherits that: Python then installs no KeyboardInterrupt handler and Ctrl+C is
+    lost. A terminal's Ctrl+C reaches a process whose SIGINT is the default: give it that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_part(part: Path, at_least: int, proc: subprocess.Popen, timeout=20.0) -> None:

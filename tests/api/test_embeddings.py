@@ -30,16 +30,6 @@ def server(tmp_path_factory, bigram_model, random_model):
     assert s.stop() == 0, "".join(s.lines)
 
 
-@pytest.fixture(scope="module")
-def oa(server):
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
-
-
-@pytest.fixture(scope="module")
-def ol(server):
-    return ollama.Client(host=server.url)
-
-
 def norm(v) -> float:
     return math.sqrt(sum(x * x for x in v))
 

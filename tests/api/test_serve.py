@@ -54,16 +54,6 @@ def server(tmp_path_factory, bigram_model, bigram_eos_model, hub):
     assert "Stopped." in "".join(s.lines)
 
 
-@pytest.fixture(scope="module")
-def oa(server):
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
-
-
-@pytest.fixture(scope="module")
-def ol(server):
-    return ollama.Client(host=server.url)
-
-
 # --- OpenAI ---------------------------------------------------------------------------------
 
 

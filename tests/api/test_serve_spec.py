@@ -28,16 +28,6 @@ def server(tmp_path_factory, bigram_model):
     assert s.stop() == 0, "".join(s.lines)
 
 
-@pytest.fixture(scope="module")
-def oa(server):
-    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
-
-
-@pytest.fixture(scope="module")
-def ol(server):
-    return ollama.Client(host=server.url)
-
-
 def assert_spec_stats(spec: dict) -> None:
     assert spec["kind"] == "lookup"
     assert spec["drafted"] >= spec["accepted"] > 0 and spec["steps"] > 0
