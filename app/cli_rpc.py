@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import ipaddress
 import os
 import signal
 import socket
@@ -26,6 +25,7 @@ import sys
 import threading
 
 from app.cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE
+from app.engine.netaddr import is_loopback_host
 from app.engine.rpc_probe import DEFAULT_PORT
 
 WARNING = """\
@@ -54,15 +54,6 @@ def configure_rpc_serve(parser: argparse.ArgumentParser) -> None:
         "--cache", metavar="DIR", default=None,
         help="keep large tensors sent by clients in DIR, so a model loads faster the next time",
     )  # fmt: skip
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _bind_problem(host: str, port: int) -> str | None:
@@ -140,7 +131,7 @@ def run_rpc_serve(args: argparse.Namespace) -> int:
     except rpc.RpcUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAIL
-    if not _loopback(args.host):
+    if not is_loopback_host(args.host):
         print(WARNING.format(host=args.host, port=args.port), file=sys.stderr)
     problem = _bind_problem(args.host, args.port)
     if problem:

@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from app.api.errors import ApiError, bad_request, dialect_of
+from app.engine.netaddr import is_loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,7 @@ class AccessPolicy:
     @property
     def loopback_only(self) -> bool:
         """True when only this machine can reach the server."""
-        name = self.host.strip("[]").lower()
-        if name == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(name).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
 
     def host_allowed(self, header: str | None) -> bool:
         """Whether a Host header names this server (None: no header, not a browser)."""
