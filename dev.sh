@@ -15,7 +15,7 @@
 #            local GPUs' (nvidia-smi), else a list of common ones; nvcc from the system
 #            (PATH, else $CUDA_HOME, default /usr/local/cuda), else NVIDIA's CUDA 12 wheels from PyPI
 #            installed into .venv
-#   vulkan   -DGGML_VULKAN=ON, with Debian's libvulkan-dev and glslc
+#   vulkan   -DGGML_VULKAN=ON, with Debian's libvulkan-dev, glslc and spirv-headers
 # HEARTH_CMAKE_ARGS, when set, replaces all of these flags.
 set -euo pipefail
 
@@ -165,11 +165,13 @@ ensure_cuda_toolkit() {
     export CUDACXX="$CUDA_TREE/bin/nvcc" CUDAToolkit_ROOT="$CUDA_TREE" CUDA_HOME="$CUDA_TREE"
 }
 
-# What HEARTH_GPU=vulkan builds with: the loader's headers and the shader compiler.
+# What HEARTH_GPU=vulkan builds with: the loader's headers, the shader compiler, and the
+# SPIR-V headers' CMake package (ggml-vulkan's find_package(SPIRV-Headers CONFIG REQUIRED)).
 ensure_vulkan_packages() {
     local missing=()
     command -v glslc >/dev/null 2>&1 || missing+=(glslc)
     [ -e /usr/include/vulkan/vulkan.h ] || missing+=(libvulkan-dev)
+    [ -e /usr/share/cmake/SPIRV-Headers/SPIRV-HeadersConfig.cmake ] || missing+=(spirv-headers)
     install_packages "${missing[@]}"
 }
 
