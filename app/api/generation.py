@@ -54,6 +54,12 @@ def host_error(e: HostError) -> ApiError:
     return ApiError(400, message, param="model")
 
 
+def _tool_choice_json(req: GenRequest) -> str:
+    """The request's forced tool choice for a remote server ("" when tools are "auto")."""
+    forced = req.parse_tools and req.tool_choice != "auto"
+    return json.dumps(req.tool_choice) if forced else ""
+
+
 class Generation:
     """The reply to one GenRequest."""
 
@@ -88,6 +94,8 @@ class Generation:
             json_schema=schema_mod.dumps(req.schema),
             tools_json=json.dumps(req.tools) if req.tools and req.tool_choice != "none" else "",
             logit_bias=req.logit_bias,
+            tool_choice_json=_tool_choice_json(req),
+            continue_last=req.continue_last,
         )
         started = time.perf_counter()
         try:

@@ -47,6 +47,9 @@ class GenRequest:
     tools: list[dict[str, Any]] = field(default_factory=list)
     tool_choice: Any = "auto"
     logit_bias: tuple[tuple[int, float], ...] = ()
+    # the last message is an unfinished assistant reply to go on with (OpenAI body's
+    # continue_final_message, as vLLM takes it; Ollama: a conversation that ends with one)
+    continue_last: bool = False
     keep_alive: float | None = None  # seconds; None: the server's default
     raw: bool = False
     # settings field -> the request field that set it, where the names differ (Ollama's
@@ -266,6 +269,24 @@ def _messages(value: Any, dialect: str) -> tuple[ChatMessage, ...]:
             )
         )
     return tuple(out)
+
+
+def ends_with_reply(messages: tuple[ChatMessage, ...]) -> bool:
+    """Whether the conversation ends with an assistant reply (no tool calls) to go on with."""
+    return bool(messages) and messages[-1].role == "assistant" and not messages[-1].extra_json
+
+
+def continue_final(body: dict[str, Any], messages: tuple[ChatMessage, ...]) -> bool:
+    """OpenAI body's `continue_final_message` (vLLM's name): go on with the last reply."""
+    if not _get(body, "continue_final_message", bool, "true or false"):
+        return False
+    if not ends_with_reply(messages):
+        raise bad_request(
+            "'continue_final_message' needs the last message to be the assistant's unfinished "
+            "reply (without tool calls).",
+            "continue_final_message",
+        )
+    return True
 
 
 def _history_calls(calls: Any, where: str) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from app.api.params import (
     _tools,
     check_schema_and_tools,
     coerce,
+    ends_with_reply,
     set_api_load_option,
 )
 from app.api.security import json_type
@@ -160,6 +161,7 @@ def parse_ollama_chat(body: dict[str, Any]) -> GenRequest:
     req = _ollama_common(body, "chat")
     messages = body.get("messages")
     req.messages = () if messages is None else _messages(messages, "ollama")
+    req.continue_last = ends_with_reply(req.messages)  # Ollama goes on with such a reply
     req.tools, req.tool_choice = _tools(body)  # tool_choice: Hearth's extension here
     check_schema_and_tools(req)
     return req

@@ -22,6 +22,7 @@ from app.api.params import (
     _stop,
     _tools,
     check_schema_and_tools,
+    continue_final,
     set_api_load_option,
 )
 from app.engine.settings import SamplingSettings
@@ -98,6 +99,7 @@ def parse_openai_chat(body: dict[str, Any]) -> GenRequest:
     req.messages = _messages(body["messages"], "openai")
     if not req.messages:
         raise bad_request("'messages' is empty: send at least one message.", "messages")
+    req.continue_last = continue_final(body, req.messages)
     req.schema = schema_mod.from_openai(body.get("response_format"))
     req.tools, req.tool_choice = _tools(body)
     check_schema_and_tools(req)

@@ -64,6 +64,9 @@ class Generate:
     json_schema: str = ""  # constrain the reply to this JSON schema (through a grammar)
     tools_json: str = ""  # OpenAI-style tool declarations for the chat template, as JSON
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias) pairs
+    # the API's tool_choice as JSON ("" for "auto"); only a remote server reads it, a local
+    # model gets a forced choice as json_schema
+    tool_choice_json: str = ""
     # --- dynamic context: the chat's Continue ---
     continue_last: bool = False  # the last message is an assistant reply to go on with
 

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.engine import remote
+from app.engine import remote, remote_request
 from app.engine.host_types import (
     HostError,
     ModelLoaded,
@@ -51,7 +51,7 @@ from app.engine.protocol import (
     TokenCount,
 )
 from app.engine.remote import RemoteError, RemoteServer
-from app.engine.settings import LoadSettings, SamplingSettings
+from app.engine.settings import LoadSettings
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ class RemoteEngines:
         self._emit(RequestStarted(req.model, req.id, req.kind))
         stream = _Stream(server, model, token, req.command)
         try:
-            problem = unsupported(req.command)
+            problem = remote_request.unsupported(req.command, server.flavour)
             if problem:
                 raise RemoteError(problem, "request")
             async for piece in stream.pieces(self._http()):
@@ -259,17 +259,6 @@ class RemoteEngines:
         self._tasks.pop(req.id, None)  # ps: no longer running
         req._push(finished)
         self._emit(RequestFinished(req.model, req.id, req.kind, finished.reason))
-
-
-def unsupported(cmd: Generate) -> str:
-    """Why a Generate cannot go to a remote server as asked ('' when it can)."""
-    if cmd.tools_json:
-        return "Tool calls are not passed on to remote servers; ask without tools."
-    if cmd.logit_bias:
-        return "logit_bias names this server's token ids and is not passed on to a remote server."
-    if cmd.continue_last:
-        return "A remote server cannot continue a reply; send a new message instead."
-    return ""
 
 
 def estimate_tokens(cmd: CountTokens) -> int:
@@ -297,6 +286,7 @@ class _Stream:
         self.completion_tokens: int | None = None
         self.prompt_ms: float | None = None
         self.decode_ms: float | None = None
+        self.calls = remote_request.ToolCalls()
 
     @property
     def text(self) -> str:
@@ -318,34 +308,11 @@ class _Stream:
             decode_ms=self.decode_ms if self.decode_ms is not None else (ended - first) * 1e3,
         )
 
-    def request(self) -> tuple[str, dict[str, Any]]:
-        """(route, JSON body) for this flavour."""
-        cmd, s = self.cmd, self.cmd.sampling
-        messages = [_message(m) for m in cmd.messages or ()]
-        schema = json.loads(cmd.json_schema) if cmd.json_schema else None
-        if self.server.flavour == "ollama":
-            body: dict[str, Any] = {"model": self.model, "stream": True, "options": _ollama(s)}
-            if schema is not None:
-                body["format"] = schema
-            if cmd.messages is not None:
-                return "/api/chat", {**body, "messages": messages}
-            return "/api/generate", {**body, "prompt": cmd.prompt or "", "raw": True}
-        body = {"model": self.model, "stream": True, "stream_options": {"include_usage": True},
-                **_openai(s)}  # fmt: skip
-        if schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "reply", "schema": schema},
-            }
-        if cmd.messages is not None:
-            return "/v1/chat/completions", {**body, "messages": messages}
-        return "/v1/completions", {**body, "prompt": cmd.prompt or ""}
-
     async def pieces(self, session) -> AsyncIterator[str]:
         """Each piece of text as the server sends it; RemoteError with a sentence."""
         import aiohttp
 
-        route, body = self.request()
+        route, body = remote_request.request_body(self.cmd, self.server.flavour, self.model)
         url = self.server.url + route
         began = False
         try:
@@ -370,6 +337,9 @@ class _Stream:
                 self.ended = time.perf_counter()
                 if not done:
                     raise self._broken_off()
+                if calls := self._calls_text():
+                    self.parts.append(calls)
+                    yield calls
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             if not began:
                 raise remote.connection_error(self.label, e) from None
@@ -380,6 +350,12 @@ class _Stream:
                 ) from None
             log.info("remote reply broken off: %r", e)
             raise self._broken_off() from None
+
+    def _calls_text(self) -> str:
+        try:
+            return self.calls.text()
+        except ValueError as e:
+            raise self._malformed(str(e)) from None
 
     def _broken_off(self) -> RemoteError:
         return RemoteError(
@@ -394,6 +370,12 @@ class _Stream:
             f"({self.server.flavour}) right?",
             "protocol",
         )
+
+    def _gather(self, add, calls) -> None:
+        try:
+            add(calls)
+        except ValueError as e:
+            raise self._malformed(str(e)) from None
 
     def _sse_data(self, data: str) -> tuple[str, bool]:
         if data == "[DONE]":
@@ -413,6 +395,8 @@ class _Stream:
                 raise self._malformed("a choice that is not an object")
             delta = choice.get("delta") or {}
             piece += (delta.get("content") if isinstance(delta, dict) else "") or ""
+            if isinstance(delta, dict) and delta.get("tool_calls"):
+                self._gather(self.calls.openai_delta, delta["tool_calls"])
             piece += choice.get("text") or ""
             if choice.get("finish_reason"):
                 self.reason = "length" if choice["finish_reason"] == "length" else "stop"
@@ -426,6 +410,8 @@ class _Stream:
             )
         message = obj.get("message")
         piece = (message.get("content") if isinstance(message, dict) else None) or ""
+        if isinstance(message, dict) and message.get("tool_calls"):
+            self._gather(self.calls.ollama, message["tool_calls"])
         piece += obj.get("response") or ""
         if obj.get("done"):
             self.reason = "length" if obj.get("done_reason") == "length" else "stop"
@@ -466,48 +452,3 @@ async def _sse(resp) -> AsyncIterator[str]:
 async def _ndjson(resp) -> AsyncIterator[str]:
     async for line in _lines(resp):
         yield line
-
-
-def _message(m) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": m.role, "content": m.content}
-    if m.extra_json:
-        out.update(json.loads(m.extra_json))
-    return out
-
-
-def _openai(s: SamplingSettings) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "temperature": s.temperature,
-        "top_p": s.top_p,
-        "presence_penalty": s.presence_penalty,
-        "frequency_penalty": s.frequency_penalty,
-        # llama.cpp-server extensions (Hearth, llama-server and vLLM take them)
-        "top_k": s.top_k,
-        "min_p": s.min_p,
-        "repeat_penalty": s.repeat_penalty,
-    }
-    if s.max_tokens > 0:
-        body["max_tokens"] = s.max_tokens
-    if s.seed >= 0:
-        body["seed"] = s.seed
-    if s.stop:
-        body["stop"] = list(s.stop)
-    return body
-
-
-def _ollama(s: SamplingSettings) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "temperature": s.temperature,
-        "top_k": s.top_k,
-        "top_p": s.top_p,
-        "min_p": s.min_p,
-        "repeat_penalty": s.repeat_penalty,
-        "presence_penalty": s.presence_penalty,
-        "frequency_penalty": s.frequency_penalty,
-        "num_predict": s.max_tokens if s.max_tokens > 0 else -1,
-    }
-    if s.seed >= 0:
-        options["seed"] = s.seed
-    if s.stop:
-        options["stop"] = list(s.stop)
-    return options

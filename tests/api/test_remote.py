@@ -19,7 +19,7 @@ import pytest
 
 from app.engine import remote, testmodels
 from app.engine.host import ModelHost
-from app.engine.protocol import ChatMessage, Error, Finished, Token
+from app.engine.protocol import ChatMessage, Error, Finished, Generate, Token
 from app.engine.remote import RemoteServer, RemoteStore
 from app.engine.settings import SamplingSettings
 from tests.api.serve_fixture import ROOT, Served
@@ -248,6 +248,119 @@ def test_the_cli_refuses_a_wrong_token_before_saving(tmp_path, guarded):
     assert out.returncode == 1  # reached, but there is no keyring here to keep the token
     assert "no usable OS keyring" in out.stderr and "HEARTH_REMOTE_TOKEN_G" in out.stderr
     assert "no remote servers" in hearth(tmp_path, "remote", "list").stdout.lower()
+
+
+# --- tools, logit_bias and Continue go to the remote server ------------------------------------
+
+ADD = {
+    "type": "function",
+    "function": {
+        "name": "add",
+        "parameters": {
+            "type": "object",
+            "properties": {"a": {"enum": [1, 2]}, "b": {"enum": [3, 4]}},
+            "required": ["a", "b"],
+            "additionalProperties": False,
+        },
+    },
+}
+USER = [{"role": "user", "content": "Hello there"}]
+
+
+@pytest.mark.parametrize("name", ["far-oa", "far-ol"])
+def test_a_remote_models_tool_calls_come_back_as_calls_in_both_dialects(near, name):
+    oa = openai.OpenAI(base_url=near.url + "/v1", api_key="unused", max_retries=0)
+    r = oa.chat.completions.create(
+        model=f"tiny@{name}", messages=USER, max_tokens=60, temperature=0, tools=[ADD],
+        tool_choice="required",
+    )  # fmt: skip
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls" and not choice.message.content
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "add" and call.id.startswith("call_")
+    assert set(json.loads(call.function.arguments)) == {"a", "b"}  # a JSON string
+    stream = oa.chat.completions.create(
+        model=f"tiny@{name}", messages=USER, max_tokens=60, temperature=0, tools=[ADD],
+        tool_choice={"type": "function", "function": {"name": "add"}}, stream=True,
+    )  # fmt: skip
+    deltas = [c.choices[0].delta for c in stream if c.choices]
+    assert not "".join(d.content or "" for d in deltas)  # no call shown as text
+    assert [tc.function.name for d in deltas for tc in d.tool_calls or []] == ["add"]
+    # "auto": the bigram model writes text, and it streams as text
+    r = oa.chat.completions.create(
+        model=f"tiny@{name}", messages=USER, max_tokens=14, temperature=0, tools=[ADD]
+    )
+    assert r.choices[0].message.content == EXACT and not r.choices[0].message.tool_calls
+    body = {"model": f"tiny@{name}", "messages": USER, "tools": [ADD], "tool_choice": "required",
+            "stream": False, "options": {"temperature": 0, "num_predict": 60}}  # fmt: skip
+    with near.client(timeout=60) as c:
+        message = c.post("/api/chat", json=body).json()["message"]
+    call = message["tool_calls"][0]["function"]
+    assert call["name"] == "add" and set(call["arguments"]) == {"a", "b"}  # an object
+    # the call goes back to the remote in the next turn, with its result
+    history = [*USER, {"role": "assistant", "content": "", "tool_calls": message["tool_calls"]},
+               {"role": "tool", "content": "7", "tool_name": "add"}]  # fmt: skip
+    with near.client(timeout=60) as c:
+        r = c.post("/api/chat", json={**body, "messages": history, "tool_choice": "auto"})
+    assert r.status_code == 200 and r.json()["message"]["content"], r.text
+
+
+def test_logit_bias_reaches_an_openai_remote_and_is_refused_for_ollama(near, far):
+    tokens, _, _ = testmodels.spm_vocab(testmodels.ModelSpec())
+    bias = {str(tokens.index("▁world")): -100}
+    ask = dict(messages=USER, max_tokens=6, temperature=0, logit_bias=bias)
+    direct = openai.OpenAI(base_url=far.url + "/v1", api_key="unused", max_retries=0)
+    expected = direct.chat.completions.create(model="tiny", **ask).choices[0].message.content
+    assert expected.startswith(" Hello") and not EXACT.startswith(expected)  # no " world"
+    oa = openai.OpenAI(base_url=near.url + "/v1", api_key="unused", max_retries=0)
+    r = oa.chat.completions.create(model="tiny@far-oa", **ask)
+    assert r.choices[0].message.content == expected
+    with pytest.raises(openai.BadRequestError) as e:
+        oa.chat.completions.create(model="tiny@far-ol", **ask)
+    assert e.value.body["message"].startswith("Ollama servers take no logit_bias")
+
+
+def test_continue_goes_on_with_the_reply_as_a_local_model_does(at_near, bigram_model):
+    partial = testmodels.bigram_text(3)
+    turns = (*HI, ChatMessage("assistant", partial))
+    sampling = SamplingSettings(temperature=0, max_tokens=8)
+
+    async def go(model):
+        host = ModelHost(in_process=True)
+        try:
+            cmd = Generate(messages=turns, sampling=sampling, continue_last=True)
+            return (await (await host.submit(model, cmd)).result()).text
+        finally:
+            await host.close()
+
+    local = asyncio.run(go(str(bigram_model)))
+    assert local and local != testmodels.bigram_text(8)  # went on, not a new reply
+    for name in ("far-oa", "far-ol"):
+        assert asyncio.run(go(remote.model_id(name, "tiny"))) == local, name
+
+
+def test_the_api_continues_a_reply_for_both_dialects(near):
+    partial = testmodels.bigram_text(3)
+    turns = [*USER, {"role": "assistant", "content": partial}]
+    oa = openai.OpenAI(base_url=near.url + "/v1", api_key="unused", max_retries=0)
+    ask = dict(messages=turns, max_tokens=8, temperature=0)
+    went_on = (
+        oa.chat.completions.create(
+            model="local", **ask, extra_body={"continue_final_message": True}
+        )
+        .choices[0]
+        .message.content
+    )
+    assert went_on != oa.chat.completions.create(model="local", **ask).choices[0].message.content
+    ol = ollama.Client(host=near.url)
+    for model in ("local", "tiny@far-ol", "tiny@far-oa"):
+        r = ol.chat(model=model, messages=turns, options={"temperature": 0, "num_predict": 8})
+        assert r.message.content == went_on, model  # Ollama goes on with a final reply
+    with pytest.raises(openai.BadRequestError) as e:
+        oa.chat.completions.create(
+            model="local", messages=USER, extra_body={"continue_final_message": True}
+        )
+    assert e.value.body["param"] == "continue_final_message"
 
 
 # --- the far server goes away (last: it stops the module's far server) ------------------------
