@@ -14,6 +14,9 @@ copies taken under a lock held only for the copy. Timestamps are `time.monotonic
 Series (units in `series_unit`):
     ram.used ram.total rss.hearth rss.worker gpu<i>.mem.used gpu<i>.mem.total gpu<i>.mem.worker
     cpu.system cpu.hearth cpu.worker gpu<i>.util gpu<i>.temp gpu<i>.power tps.gen
+    rpc<i>.mem.model rpc<i>.mem.used rpc<i>.mem.total   (remote devices, while a model
+        loaded with them is: what its buffers hold on llama.cpp's device RPC<i>, and the
+        device's use and size as its server reported them after the load)
     and per finished request: tps.prompt tps.gen.request ttft spec.acceptance
 """
 
@@ -36,6 +39,7 @@ import numpy as np
 import psutil
 
 from app.engine.fileio import atomic_write_bytes
+from app.engine.protocol import RemoteDeviceMemory
 
 log = logging.getLogger(__name__)
 
@@ -486,6 +490,22 @@ def _init_failure(e: Exception) -> str:
     return reason or f"NVML did not start ({_nvml_error(e)})"
 
 
+def remote_series(device: RemoteDeviceMemory) -> str:
+    """The series prefix of a remote device: llama.cpp's name ("RPC0") as "rpc0"."""
+    return device.name.lower()
+
+
+def remote_row(devices: Iterable[RemoteDeviceMemory]) -> dict[str, float]:
+    """One tick's figures of the remote devices (NaN where a server reported no memory)."""
+    row: dict[str, float] = {}
+    for d in devices:
+        prefix = remote_series(d)
+        row[f"{prefix}.mem.model"] = float(d.placed)
+        row[f"{prefix}.mem.used"] = float(d.total - d.free) if d.total else NAN
+        row[f"{prefix}.mem.total"] = float(d.total) if d.total else NAN
+    return row
+
+
 class Sampler:
     """Samples RAM, CPU and GPUs on its own thread and keeps every figure as a time series.
 
@@ -524,6 +544,7 @@ class Sampler:
         self._worker_pid: int | None = None
         self._gpu = NvmlProbe(nvml, nvml_retry_s)
         self._gpu_status: str | None = None
+        self._remote: tuple[RemoteDeviceMemory, ...] = ()
         self._on_sample, self._on_status = on_sample, on_status
         self._wall0, self._mono0 = time.time(), time.monotonic()  # anchor for wall_time()
         self._stop = threading.Event()
@@ -605,12 +626,23 @@ class Sampler:
             row["rss.worker"], row["cpu.worker"] = self._worker.read()
             row.update(self._gpu.read(now, pid))
             row["tps.gen"] = self._tokens.rate(now)
+            row.update(remote_row(self._remote))
             with self._lock:
                 self._table.append(now, row)
             self._report_status()
         if self._on_sample is not None:
             self._on_sample(now)
         return row
+
+    def set_remote_devices(self, devices: Iterable[RemoteDeviceMemory]) -> None:
+        """The remote devices of the loaded model (Loaded.remote_devices; () once it is
+        unloaded): their rpc<i>.mem.* series are sampled from now on."""
+        self._remote = tuple(devices)
+
+    @property
+    def remote_devices(self) -> tuple[RemoteDeviceMemory, ...]:
+        """The remote devices whose series are being sampled now."""
+        return self._remote
 
     @property
     def gpu_status(self) -> str | None:

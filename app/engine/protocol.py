@@ -145,6 +145,23 @@ class BufferSizes:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoteDeviceMemory:
+    """A remote (llama.cpp RPC) device right after a load: llama.cpp's name ("RPC0"), its
+    server, the bytes of this model's buffers there (weights, KV, compute), and the free /
+    total memory the server reported then."""
+
+    name: str
+    endpoint: str
+    placed: int
+    free: int
+    total: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.endpoint}"
+
+
+@dataclass(frozen=True, slots=True)
 class Loaded:
     request_id: str
     path: str
@@ -164,6 +181,7 @@ class Loaded:
     # Layers per device as llama.cpp's log assigned them, the output layer counted as one
     # (as -ngl counts): (("CPU", 1), ("RPC0", 2)).
     placement: tuple[tuple[str, int], ...] = ()
+    remote_devices: tuple[RemoteDeviceMemory, ...] = ()  # settings.rpc's devices, as loaded
 
     @property
     def context_max(self) -> int:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.engine import devices, rpc_probe
+from app.engine.protocol import BufferSizes, RemoteDeviceMemory
 
 _ADD_SERVER = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p)
 # void ggml_backend_rpc_start_server(endpoint, cache_dir, n_threads, n_devices, devices)
@@ -118,6 +119,26 @@ def load_devices(endpoints: tuple[str, ...], lib: Any = None) -> Any:
         return None
     chosen = remote + _local_offload_devices(lib)
     return (ctypes.c_void_p * (len(chosen) + 1))(*chosen, None)
+
+
+def device_memory(
+    endpoints: tuple[str, ...], buffers: BufferSizes, lib: Any = None
+) -> tuple[RemoteDeviceMemory, ...]:
+    """The remote devices of a load just made: llama.cpp's name, what the load's buffers
+    hold there (their log lines are `RPC0[host:port] ...`) and the free / total memory the
+    server reports now, through llama.cpp's own client. Call it right after the load, on
+    the worker's thread: each device is a round trip on the connection the model uses."""
+    lib = devices.libllama(lib)
+    out = []
+    with _lock:
+        for endpoint in endpoints:
+            for dev in _registered.get(endpoint, ()):
+                free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+                lib.ggml_backend_dev_memory(dev, ctypes.pointer(free), ctypes.pointer(total))
+                name = devices._text(lib.ggml_backend_dev_name(dev))
+                placed = buffers.total(f"{name}[")
+                out.append(RemoteDeviceMemory(name, endpoint, placed, free.value, total.value))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

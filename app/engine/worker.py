@@ -356,6 +356,7 @@ class Worker:
             self.send(Log("warning", misplaced))
         if s.grows:
             self._growth = self._make_growth(cmd, s)
+        buffers = parse_buffer_sizes(lines)
         self.loaded = Loaded(
             request_id=cmd.request_id,
             path=cmd.path,
@@ -364,7 +365,7 @@ class Worker:
             n_ctx_train=llm._model.n_ctx_train(),
             n_vocab=llm.n_vocab(),
             n_gpu_layers=offloaded,
-            buffers=parse_buffer_sizes(lines),
+            buffers=buffers,
             load_seconds=time.perf_counter() - started,
             has_chat_template=self._formatter is not None,  # a template jinja can render
             description=_model_desc(self.lc, llm),
@@ -372,6 +373,7 @@ class Worker:
             applied=read_applied(lines, s, llm.n_ctx(), offloaded),
             draft_description=_model_desc(self.lc, draft) if draft is not None else "",
             placement=placement,
+            remote_devices=rpc.device_memory(s.rpc, buffers) if s.rpc else (),
         )
         self.send(self.loaded)
 

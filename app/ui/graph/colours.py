@@ -71,16 +71,19 @@ def palette() -> dict[str, str]:
 
 
 def series_colour(name: str, colours: dict[str, str]) -> QColor:
-    """The colour of a series name (gpu<i>.* by GPU index)."""
+    """The colour of a series name (gpu<i>.* by GPU index, rpc<i>.* by remote device)."""
     if name.startswith("gpu"):
         index = int(name[3:].split(".", 1)[0])
         return gpu_colour(index, colours)
+    if name.startswith("rpc"):  # a remote device: GPU hues turned from the warning colour
+        index = int(name[3:].split(".", 1)[0])
+        return gpu_colour(index, colours, base="warning")
     return QColor(colours[SERIES.get(name, "text")])
 
 
-def gpu_colour(index: int, colours: dict[str, str]) -> QColor:
-    """GPU `index`'s colour: distinct from the RAM, Hearth and engine curves in both themes."""
-    base = QColor(colours["info"])
-    hue, sat, light, _ = base.getHslF()
+def gpu_colour(index: int, colours: dict[str, str], base: str = "info") -> QColor:
+    """GPU `index`'s colour: distinct from the RAM, Hearth and engine curves in both themes
+    (remote devices turn from `base` "warning" instead of "info")."""
+    hue, sat, light, _ = QColor(colours[base]).getHslF()
     turn = GPU_HUE_TURNS[index % len(GPU_HUE_TURNS)]
     return QColor.fromHslF((hue + turn) % 1.0, sat, light)

@@ -132,6 +132,8 @@ class GraphController(QObject):
             return
         sampler = self.sampler = sampler_class(interval_s=SAMPLE_INTERVAL_S)
         sampler.set_worker_pid(self.window.engine.worker_pid)
+        loaded = self.window.engine.loaded_model
+        sampler.set_remote_devices(loaded.remote_devices if loaded is not None else ())
         sampler.start()
         self.window.destroyed.connect(lambda *_: sampler.stop())  # in case no Close came
         self.sparkline.set_sampler(self.sampler)
@@ -214,6 +216,7 @@ class GraphController(QObject):
 
     def _on_loaded(self, loaded: Loaded) -> None:
         self._event("load", loaded_label(loaded))
+        self._set_remote(loaded.remote_devices)
         if self._fit_of(loaded.path) is not None:
             self._set_estimate(self._fit_of(loaded.path), loaded.n_ctx)
         self._settings_base = self._settings_now()
@@ -229,13 +232,20 @@ class GraphController(QObject):
 
     def _on_unloaded(self) -> None:
         self._event("unload", "unloaded")
+        self._set_remote(())
         self._set_estimate(self.window.session.fit.fit)
 
     def _on_crashed(self, crash: Crashed) -> None:
         self._event("crash", crash_label(crash))
         if self.sampler is not None:
             self.sampler.set_worker_pid(None)
+        self._set_remote(())
         self._set_estimate(self.window.session.fit.fit)
+
+    def _set_remote(self, devices) -> None:
+        """The remote devices the graph shows: the loaded model's, none once it is gone."""
+        if self.sampler is not None:
+            self.sampler.set_remote_devices(devices)
 
     def _on_tokens(self, _rid: str, text: str) -> None:
         # See TokenCounter: a chunk is every token of one frame; its count is estimated.

@@ -2,7 +2,8 @@
 
 Rows, top to bottom, share one time axis (wall-clock ticks on the last row only):
     Memory      RAM used, Hearth's and the engine worker's RSS, VRAM used and the worker's
-                VRAM per GPU; the loaded model's estimated size as dashed reference lines
+                VRAM per GPU; the loaded model's estimated size as dashed reference lines;
+                each remote device of the loaded model (remote_rows.py)
     Load        CPU % (whole machine, Hearth, worker), GPU load per GPU (0-100)
     Generation  live tok/s while a reply streams; one point per finished reply (exact); for
                 a speculative reply, the share of guesses kept (right axis, %: the axis and
@@ -194,6 +195,9 @@ class GraphView(QWidget):
         self._colours = colours.palette()
         self._build_controls()
         self._build_plots()
+        from app.ui.graph.remote_rows import RemoteRows  # it imports this module's Line
+
+        self.remote_rows = RemoteRows(self)
         self._apply_colours()
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
@@ -320,6 +324,17 @@ class GraphView(QWidget):
             self.plots[key].addItem(item)
         self._items[line.name] = item
         return item
+
+    def add_line(self, key: str, line: Line) -> None:
+        """A series that joins row `key` (a GPU's, a remote device's)."""
+        self._lines[key].append(line)
+        self._add_curve(key, line)
+        self._style_curve(line)
+
+    def remove_line(self, key: str, line: Line) -> None:
+        """A series that leaves row `key` (a remote device once its model is unloaded)."""
+        self._lines[key].remove(line)
+        self.plots[key].removeItem(self._items.pop(line.name))
 
     def _style_curve(self, line: Line) -> None:
         item = self._items[line.name]
@@ -460,6 +475,7 @@ class GraphView(QWidget):
 
     def _draw(self, view) -> None:
         self._add_new_gpus(view.values)
+        self.remote_rows.sync(self.sampler.remote_devices)
         x = view.t + self._offset
         values = view.values
         self._data = (x, values)
@@ -491,9 +507,7 @@ class GraphView(QWidget):
             self._gpus.append(i)
             for key, lines in gpu_lines(i).items():
                 for line in lines:
-                    self._lines[key].append(line)
-                    self._add_curve(key, line)
-                    self._style_curve(line)
+                    self.add_line(key, line)
             self._draw_estimate()
 
     def _set_y_ranges(self, values: dict[str, np.ndarray], requests: dict[str, np.ndarray]):
