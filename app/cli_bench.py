@@ -48,6 +48,9 @@ def configure_bench(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-ngl", "--n-gpu-layers", type=int, default=-1,
                         help="layers on the GPU (-1: all)")  # fmt: skip
     parser.add_argument("-b", "--batch-size", type=int, default=512, help="batch size")
+    parser.add_argument("--rpc", action="append", metavar="HOST:PORT[,HOST:PORT...]",
+                        help="measure with these remote devices (hearth rpc-serve), as "
+                        "`hearth run --rpc` loads them")  # fmt: skip
     parser.add_argument("--engine-in-process", action="store_true",
                         help="measure in this process (no crash protection; for debugging)")  # fmt: skip
 
@@ -71,7 +74,8 @@ def run_bench(args: argparse.Namespace) -> int:
                 else preferences.saved_headroom())  # fmt: skip
     base = settings.LoadSettings(n_gpu_layers=args.n_gpu_layers, n_threads=args.threads,
                                  n_threads_batch=args.threads, n_batch=args.batch_size,
-                                 n_ubatch=min(512, args.batch_size))  # fmt: skip
+                                 n_ubatch=min(512, args.batch_size),
+                                 rpc=settings.split_endpoints(args.rpc or ()))  # fmt: skip
     try:
         kv = tuple(t.strip() for t in args.kv.split(",") if t.strip())
         plan = tune.make_plan(args.file, result.info, base, kv, _fa_modes(args.fa), args.ctx,
@@ -172,6 +176,10 @@ def format_result(plan: tune.TunePlan, res: tune_result.TuneResult) -> str:
             )
         else:
             lines.append(f"| {kv} | {fa} | | | | | | | | | {r.status}: {r.reason} |")
+    split = [(r, tune_result.kv_split(r.m)) for r in res.rows if r.measured]
+    if any(text for _, text in split):  # remote devices: where each KV cache went
+        lines += ["", "KV cache per device (llama.cpp's log):"]
+        lines += [f"  {r.combo.label}: {text}" for r, text in split]
     rec = res.recommendation()
     lines += ["", ("Recommended: " if rec.combo else "") + rec.reason, RULE]
     return "\n".join(lines)

@@ -207,3 +207,25 @@ def test_estimate_puts_the_layers_on_the_remote_device_by_its_free_memory(server
     dead = f"127.0.0.1:{free_port()}"
     done = hearth("estimate", str(bigram_model), "--rpc", dead)
     assert f"Cannot connect to the RPC server at {dead}" in done.stdout + done.stderr
+
+
+def test_bench_measures_with_the_remote_device_and_says_where_the_kv_cache_went(
+    server, bigram_model
+):
+    tiny = ("--ctx", "512", "-p", "32", "-n", "4", "--quick", "--kv", "f16", "--fa", "off",
+            "-t", "1", "--reps", "1")  # fmt: skip
+    done = hearth("bench", str(bigram_model), *tiny, "--rpc", server.endpoint, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    (row,) = report["rows"]
+    m = row["m"]
+    assert row["status"] == "measured" and m["pp_tps"] > 0 and m["tg_tps"] > 0
+    assert m["kv_devices"] == [[f"RPC0[{server.endpoint}]", m["kv_bytes"]]]  # all of it there
+    assert report["plan"]["rpc"] == [server.endpoint]
+    again = hearth("bench", str(bigram_model), *tiny, "--rpc", server.endpoint)  # the cache
+    assert again.returncode == 0, again.stderr
+    assert "(cached; --fresh measures again)" in again.stdout
+    assert f"f16/f16: RPC0[{server.endpoint}] " in again.stdout  # KV cache per device
+    here = json.loads(hearth("bench", str(bigram_model), *tiny, "--json").stdout)
+    assert not here["from_cache"]  # measured without remote devices is another result
+    assert [dev for dev, _ in here["rows"][0]["m"]["kv_devices"]] == ["CPU"]

@@ -462,6 +462,9 @@ class Measurement:
     positions: int = 0
     seconds: float = 0.0
     error: str = ""
+    # llama.cpp's KV buffers per device, as its log names them ("CPU", "RPC0[host:port]"):
+    # where the cache went when the load had remote devices (settings.rpc)
+    kv_devices: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

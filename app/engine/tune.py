@@ -92,6 +92,7 @@ class TunePlan:
             "n_gen": self.n_gen, "reps": self.reps, "quality_tokens": self.quality_tokens,
             "kv": list(self.kv_types), "fa": list(self.fa_modes), "quick": self.quick,
             "n_gpu_layers": self.base.n_gpu_layers,
+            **({"rpc": list(self.base.rpc)} if self.base.rpc else {}),  # remote devices
         }  # fmt: skip
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine import fileio, paths
+from app.engine.gguf_info import human_bytes
 from app.engine.protocol import Measurement, TuneCombo
 
 MAX_KL = 0.01
@@ -118,12 +119,22 @@ class TuneResult:
         rows = []
         for r in d["rows"]:
             combo = TuneCombo(**r["combo"])
-            m = r.get("m")
-            m = Measurement(**{**m, "combo": combo}) if m else None
+            m = r.get("m") or None
+            if m is not None:
+                split = tuple((dev, n) for dev, n in m.get("kv_devices", ()))
+                m = Measurement(**{**m, "combo": combo, "kv_devices": split})
             rows.append(Row(combo, r["status"], r.get("reason", ""), m,
                             r.get("kv_estimate", 0), r.get("largest_context", 0)))  # fmt: skip
         fields = {f.name for f in dataclasses.fields(cls)} - {"rows", "from_cache"}
         return cls(**{k: v for k, v in d.items() if k in fields}, rows=rows)
+
+
+def kv_split(m: Measurement) -> str:
+    """Where the KV cache went, when part of it is on remote devices ('' when all is here):
+    "CPU 8 MB · RPC0[10.0.0.2:50052] 8 MB"."""
+    if not any(dev.startswith("RPC") for dev, _ in m.kv_devices):
+        return ""
+    return " · ".join(f"{dev} {human_bytes(n)}" for dev, n in m.kv_devices)
 
 
 def qualifies(result: TuneResult, row: Row) -> str | None:

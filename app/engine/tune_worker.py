@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from app.engine import rpc
 from app.engine import settings as settings_mod
 from app.engine.llama_args import physical_cores
 from app.engine.protocol import (
@@ -142,6 +143,14 @@ class _Session:
         params = ll.llama_model_default_params()
         params.n_gpu_layers = 0x7FFFFFFF if s.n_gpu_layers < 0 else s.n_gpu_layers
         params.use_mmap, params.use_mlock = s.use_mmap, s.use_mlock
+        # Remote devices as a chat's load has them (worker.py): probed, then named in the
+        # params; the array must live until the load returns.
+        try:
+            load_devices = rpc.load_devices(s.rpc)
+        except rpc.RpcUnavailable as e:
+            raise _Refused(str(e)) from None
+        if load_devices is not None:
+            params.devices = ctypes.cast(load_devices, ctypes.c_void_p)
         rid = self.cmd.request_id
 
         def progress(fraction: float, _user: Any) -> bool:
@@ -224,6 +233,7 @@ class _Session:
                 total_bytes=self.model_bytes + kv + compute + output,
                 n_ctx=self.ll.llama_n_ctx(c), mean_kl=kl, top1=top1,
                 positions=len(self.tokens), seconds=time.perf_counter() - started,
+                kv_devices=tuple(buffers.kv.items()),
             )  # fmt: skip
         except RuntimeError as e:  # llama_decode failed: say so, go on with the next
             return Measurement(combo, error=f"llama.cpp failed while measuring: {e}")

@@ -275,6 +275,7 @@ def _cells(result: TuneResult, row: tune_result.Row, best: TuneCombo | None) -> 
     note = "recommended" if row.combo == best else ""
     if row.combo == tune_result.REFERENCE:
         note = ", ".join(x for x in (note, "reference") if x)
+    note = ", ".join(x for x in (note, tune_result.kv_split(m)) if x)  # remote devices' KV
     return [
         kv, fa, f"{m.pp_tps:,.1f}", f"{m.tg_tps:,.1f}", human_bytes(m.kv_bytes),
         f"{ratios['kv']:.2f}×" if ratios else "", f"{ratios['tg']:.2f}×" if ratios else "",
