@@ -127,8 +127,13 @@ class Generation:
         if self._first is not None:
             first, self._first = self._first, None
             yield first
-        while (piece := await self._next()) is not None:
-            yield piece
+        assert self._events is not None
+        # One loop over the request's events, not a call per token: this runs once a token.
+        async for event in self._events:
+            if isinstance(event, Token):
+                yield event.text
+            elif self._ended(event):
+                return
 
     async def text(self) -> str:
         return "".join([p async for p in self.pieces()])
@@ -138,17 +143,23 @@ class Generation:
         async for event in self._events:
             if isinstance(event, Token):
                 return event.text
-            if isinstance(event, Error):
-                self._errors.append(event)
-            elif isinstance(event, Finished):
-                self.finished = event
-                if event.reason in ("error", "cancelled") and self._errors:
-                    self.failure = self._errors[0].message
-                return None
-            elif isinstance(event, Crashed):
-                self.failure = event.message
+            if self._ended(event):
                 return None
         return None
+
+    def _ended(self, event: Any) -> bool:
+        """Note a worker's event other than a Token; True when it ends the reply."""
+        if isinstance(event, Error):
+            self._errors.append(event)
+        elif isinstance(event, Finished):
+            self.finished = event
+            if event.reason in ("error", "cancelled") and self._errors:
+                self.failure = self._errors[0].message
+            return True
+        elif isinstance(event, Crashed):
+            self.failure = event.message
+            return True
+        return False
 
     def _raise_if_failed_before_text(self) -> None:
         first_error = self._errors[0] if self._errors else None

@@ -16,11 +16,12 @@ from typing import Any
 from app.engine.protocol import Timings
 
 NS = 1_000_000_000
+_encode = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per line
 
 
 def ndjson(obj: dict[str, Any]) -> bytes:
     """One line of an NDJSON stream."""
-    return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
+    return _encode(obj).encode() + b"\n"
 
 
 def timestamp(t: float | None = None) -> str:

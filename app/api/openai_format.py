@@ -17,11 +17,14 @@ from app.engine.protocol import SpecStats
 
 DONE = b"data: [DONE]\n\n"
 FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls"}
+# json.dumps(obj, ensure_ascii=False) builds a new encoder on every call; a stream calls it
+# once a token.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def sse(obj: dict[str, Any]) -> bytes:
     """One Server-Sent Event carrying `obj`."""
-    return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
+    return b"data: " + _encode(obj).encode() + b"\n\n"
 
 
 def new_id(kind: str) -> str:
@@ -57,6 +60,11 @@ class Responder:
         self.model = model
         self.id = new_id(kind)
         self.created = int(time.time())
+        # A text chunk's event is the same bytes around its text: split them once, so each
+        # token costs one string encode instead of a dict and a whole dump (text_event).
+        marker = "\x00"  # after the model name (the one other free string): rsplit
+        head, tail = sse(self.text_chunk(marker)).rsplit(_encode(marker).encode(), 1)
+        self._text_head, self._text_tail = head, tail
 
     def _base(self, obj: str) -> dict[str, Any]:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
@@ -121,6 +129,10 @@ class Responder:
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": None}
         return self._chunk(choice)
+
+    def text_event(self, text: str) -> bytes:
+        """`sse(self.text_chunk(text))`, byte for byte, at a fraction of its cost."""
+        return self._text_head + _encode(text).encode() + self._text_tail
 
     def tool_calls_chunk(self, calls: list[ToolCall]) -> dict[str, Any]:
         delta = {"tool_calls": [c.openai(i) for i, c in enumerate(calls)]}

@@ -95,7 +95,7 @@ async def _stream(request: web.Request, gen: Generation, responder: fmt.Responde
     async for piece in gen.pieces():
         shown = gate.feed(piece) if gate is not None else piece
         if shown:
-            await resp.write(fmt.sse(responder.text_chunk(shown)))
+            await resp.write(responder.text_event(shown))
     reason = _finish_reason(gen.reason)
     if gate is not None:
         rest, calls = gate.finish(req.tool_names)

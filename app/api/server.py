@@ -23,6 +23,7 @@ from app.api.catalog import Catalog
 from app.api.errors import ApiError
 from app.api.generation import RETRY_AFTER_S
 from app.api.security import AccessPolicy
+from app.engine.host_types import ModelLoading, RequestFinished, WorkerEvent
 from app.engine.settings import LoadSettings, SamplingSettings
 
 if TYPE_CHECKING:
@@ -102,8 +103,8 @@ class ApiContext:
             self._changed()
 
     def _on_host_event(self, event: Any) -> None:
-        from app.engine.host_types import ModelLoading, RequestFinished
-
+        if type(event) is WorkerEvent:  # one a token: the common case, first
+            return
         if isinstance(event, ModelLoading):
             self.loads += 1
         elif isinstance(event, RequestFinished):
