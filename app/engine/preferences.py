@@ -4,7 +4,9 @@
 help text, group, and the kind of editor (choices, a switch, a folder). The Preferences
 dialog is built from these declarations, and `validate()` checks values against them, so a
 new preference is one field here. They live in `preferences.json` in the config folder,
-versioned and written atomically; a damaged file is set aside and the defaults used.
+versioned and written atomically; a damaged file is set aside and the defaults used. A
+"secret" preference (the API token) never goes there: app.engine.pref_secrets keeps it in
+the OS keyring.
 """
 
 from __future__ import annotations
@@ -99,7 +101,10 @@ class Preferences:
     )  # fmt: skip
     api_token: str = _pref(
         "", label="Token", group="Local API", kind="secret",
-        description="When set, every request needs 'Authorization: Bearer TOKEN'.",
+        description="When set, every request needs 'Authorization: Bearer TOKEN'. Kept in the "
+        "OS keyring, never in Hearth's files. Where there is no keyring (a Linux session "
+        "without Secret Service or KWallet), set HEARTH_API_TOKEN in the environment instead; "
+        "when set, it wins.",
     )  # fmt: skip
     api_allow_origins: str = _pref(
         "", label="Allowed web pages", group="Local API", kind="words",
@@ -121,6 +126,11 @@ class Preferences:
 def declared() -> list[tuple[str, Pref, Any]]:
     """(name, declaration, default) of every preference, in declaration order."""
     return [(f.name, f.metadata["pref"], f.default) for f in fields(Preferences)]
+
+
+def secret_names() -> tuple[str, ...]:
+    """The preferences of kind "secret": kept in the OS keyring (pref_secrets), not here."""
+    return tuple(name for name, pref, _default in declared() if pref.kind == "secret")
 
 
 def words(text: str) -> tuple[str, ...]:
@@ -187,7 +197,10 @@ def load(file: str | os.PathLike[str] | None = None) -> tuple[Preferences, list[
     with _lock:
         raw = read_versioned_json(Path(file or path()), VERSION, "preferences file") or {}
     values, problems = {}, []
+    secret = secret_names()
     for name, value in (raw.get("values") or {}).items():
+        if name in secret:
+            continue  # pref_secrets.load() reads it (and moves one written in plain text)
         why = validate(name, value)
         if why is None:
             values[name] = value
@@ -197,11 +210,44 @@ def load(file: str | os.PathLike[str] | None = None) -> tuple[Preferences, list[
 
 
 def save(prefs: Preferences, file: str | os.PathLike[str] | None = None) -> None:
-    """Write every preference (atomically: a crash leaves the old file or the new one)."""
+    """Write every preference but the secret ones (atomically: a crash leaves the old file or
+    the new one). A secret an older Hearth wrote here in plain text that could not move to a
+    keyring (there is none) stays while it is still the one in use: dropping it would lose
+    it; it goes once the user changes or clears it."""
+    target = Path(file or path())
+    values = dataclasses.asdict(prefs)
+    with _lock:
+        old = _saved_values(target)
+        for name in secret_names():
+            value = values.pop(name)
+            if value and old.get(name) == value:
+                values[name] = value
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(target, {"version": VERSION, "values": values})
+
+
+def saved_secrets(file: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """Secret preferences found in the file in plain text (an older Hearth wrote them)."""
+    with _lock:
+        values = _saved_values(Path(file or path()))
+    return {n: values[n] for n in secret_names() if isinstance(values.get(n), str) and values[n]}
+
+
+def forget_saved(names: tuple[str, ...], file: str | os.PathLike[str] | None = None) -> None:
+    """Remove `names` from the file (their values moved to the keyring), atomically."""
     target = Path(file or path())
     with _lock:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(target, {"version": VERSION, "values": dataclasses.asdict(prefs)})
+        values = _saved_values(target)
+        if not any(n in values for n in names):
+            return
+        kept = {k: v for k, v in values.items() if k not in names}
+        atomic_write_json(target, {"version": VERSION, "values": kept})
+
+
+def _saved_values(target: Path) -> dict[str, Any]:
+    raw = read_versioned_json(target, VERSION, "preferences file") or {}
+    values = raw.get("values")
+    return values if isinstance(values, dict) else {}
 
 
 def saved_headroom() -> float:

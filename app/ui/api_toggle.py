@@ -8,10 +8,11 @@ start or stop to the loop and hears back through a queued signal; it never waits
 
 The preferences (app.engine.preferences, group "Local API") are the state: the menu action
 is a view of `api_enabled`, and a changed port, address, token or origin list restarts the
-server. A non-loopback address needs the user to accept a warning first (once per address
-and run); a bind that fails (the port is in use) says why and turns the preference off.
-The status-bar item reads "API 127.0.0.1:11435 · N requests" (requests in flight); a click
-copies the server's URL.
+server. The token lives in the OS keyring (app.engine.pref_secrets), read off the GUI
+thread at start: the server waits for it rather than start without it. A non-loopback
+address needs the user to accept a warning first (once per address and run); a bind that
+fails (the port is in use) says why and turns the preference off. The status-bar item reads
+"API 127.0.0.1:11435 · N requests" (requests in flight); a click copies the server's URL.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class ApiToggle(QObject):
         self._relay.event.connect(self._on_loop_event, Qt.ConnectionType.QueuedConnection)
         self._build()
         self.prefs.changed.connect(self._on_preference_changed)
+        self.prefs.secrets_loaded.connect(self.sync)
         window.started.connect(self.sync)
 
     # --- widgets --------------------------------------------------------------------
@@ -135,6 +137,9 @@ class ApiToggle(QObject):
         if self._busy or host_loop is None or host_loop.loop is None:
             self._show()
             return  # the change in flight calls sync again when it is done
+        if not self.prefs.secrets_ready:
+            self._show()
+            return  # never serve without the token it will have: secrets_loaded syncs
         want = self._policy() if self.prefs.get("api_enabled") else None
         if want == self._serving:
             self._show()

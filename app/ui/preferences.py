@@ -3,7 +3,9 @@ Edit → Preferences… and Help → About actions (the dialogs: preferences_dia
 
 PreferencesModel holds the values (app.engine.preferences declares them) and says when one
 changes; views and behaviour observe it. The dialog is generated from the declarations, so a
-preference added there appears there without code. Saving runs on the thread pool.
+preference added there appears there without code. Saving runs on the thread pool, and so
+does reading the secret ones (the API token) from the OS keyring, which may wait on the
+user unlocking it: `secrets_ready` turns True, and `secrets_loaded` fires, once they are in.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from PySide6.QtCore import QObject, QSettings, Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication
 
-from app.engine import paths
+from app.engine import paths, pref_secrets
 from app.engine import preferences as prefs
+from app.engine.secrets import NoKeyring
 from app.ui.background import BackgroundOp
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,8 @@ class PreferencesModel(QObject):
     changed = Signal(str, object)
     saved = Signal()
     save_failed = Signal(str)
+    secrets_loaded = Signal()
+    secret_warning = Signal(str)  # a sentence: a secret could not be kept safely
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -41,6 +46,25 @@ class PreferencesModel(QObject):
         self.values, problems = prefs.load()
         for p in problems:
             log.warning("%s", p)
+        self.secrets_ready = False
+        self.secret_warnings: list[str] = []
+        self._set_meanwhile: set[str] = set()
+        BackgroundOp(self, pref_secrets.load, self._on_secrets).failure(
+            lambda e: self._on_secrets(({}, [f"Could not read the saved tokens: {e}"]))
+        ).run()
+
+    def _on_secrets(self, result: tuple[dict[str, str], list[str]]) -> None:
+        found, warnings = result
+        for name, value in found.items():
+            if name not in self._set_meanwhile and value != getattr(self.values, name):
+                self.values = dataclasses.replace(self.values, **{name: value})
+                self.changed.emit(name, value)
+        self.secrets_ready = True
+        self.secret_warnings = warnings
+        for text in warnings:
+            log.warning("%s", text)
+            self.secret_warning.emit(text)
+        self.secrets_loaded.emit()
 
     def get(self, name: str) -> Any:
         return getattr(self.values, name)
@@ -53,12 +77,23 @@ class PreferencesModel(QObject):
         if getattr(self.values, name) == value:
             return None
         self.values = dataclasses.replace(self.values, **{name: value})
+        self._set_meanwhile.add(name)
         self.changed.emit(name, value)
         values = self.values
-        BackgroundOp(self, lambda: prefs.save(values), lambda _r: self.saved.emit()).failure(
-            lambda e: self.save_failed.emit(f"Could not save the preferences: {e}")
-        ).run()
+
+        def save() -> None:
+            prefs.save(values)
+            if name in prefs.secret_names():
+                pref_secrets.store(name, value)
+
+        BackgroundOp(self, save, lambda _r: self.saved.emit()).failure(self._on_save_failed).run()
         return None
+
+    def _on_save_failed(self, e: BaseException) -> None:
+        # No keyring: its sentence already says what to do (the environment variable).
+        self.save_failed.emit(
+            str(e) if isinstance(e, NoKeyring) else f"Could not save the preferences: {e}"
+        )
 
 
 def preferences_model() -> PreferencesModel:
@@ -124,6 +159,13 @@ def install(window) -> None:
     # when the session goes.
     model.changed.connect(session.on_preference_changed)
     model.save_failed.connect(lambda text: window.notice.show_message("banner-error", text))
+
+    def warn(text: str) -> None:
+        window.notice.show_message("banner-warning", text)
+
+    model.secret_warning.connect(warn)
+    for text in model.secret_warnings:  # read before this window was made
+        warn(text)
     window.preferences = model
     window.engine_info = None  # the last Ready: llama.cpp's system info, for About
 

@@ -5,17 +5,21 @@ preferences that drive it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 
 import httpx
+import keyring
 import pytest
+from keyring.backends import fail
 
 from app.engine import preferences as prefs
 from app.engine import testmodels
 from app.ui import preferences as ui_prefs
 from app.ui.graph import controller as graph_controller
+from tests.fakehub import MemoryKeyring
 from tests.ui.chat_helpers import load_model, send
 
 N = 14
@@ -29,10 +33,20 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def api_prefs(qtbot):
+def ring(monkeypatch):
+    """A keyring in memory (the API token goes there), never the user's real one."""
+    ring = MemoryKeyring()
+    monkeypatch.setattr(keyring.core, "_keyring_backend", ring)
+    monkeypatch.delenv("HEARTH_API_TOKEN", raising=False)
+    return ring
+
+
+@pytest.fixture
+def api_prefs(qtbot, ring):
     """The application-wide preferences model; the API's preferences are reset afterwards
     (later tests must not inherit a server)."""
     model = ui_prefs.preferences_model()
+    qtbot.waitUntil(lambda: model.secrets_ready, timeout=5000)
     yield model
     for name, _pref, default in prefs.declared():
         if name.startswith("api_") and model.get(name) != default:
@@ -190,7 +204,7 @@ def test_serving_beyond_this_machine_asks_first(api_prefs, qtbot, window):
     switch(qtbot, window, False)
 
 
-def test_the_api_preferences_are_edited_in_the_dialog_and_persist(api_prefs, qtbot, window):
+def test_the_api_preferences_are_edited_in_the_dialog_and_persist(api_prefs, qtbot, window, ring):
     window.preferences_action.trigger()
     dialog = window.preferences_dialog
     qtbot.waitUntil(dialog.isVisible, timeout=5000)
@@ -208,7 +222,43 @@ def test_the_api_preferences_are_edited_in_the_dialog_and_persist(api_prefs, qtb
     saved = prefs.load()[0]
     assert saved.api_port == 12345
     assert saved.api_origins == ("https://example.com", "http://localhost:*")
+    # The token goes to the keyring, never to preferences.json.
+    token = dialog.editors["api_token"]
+    with qtbot.waitSignal(api_prefs.saved, timeout=5000):
+        token.setText("dialog-s3cret")
+        token.editingFinished.emit()
+    assert ring.secrets == {("hearth", "preference:api_token"): "dialog-s3cret"}
+    assert "dialog-s3cret" not in prefs.path().read_text()
+    assert api_prefs.get("api_token") == "dialog-s3cret"
     dialog.reject()
+
+
+def test_an_old_plain_text_token_moves_to_the_keyring_before_the_api_starts(qtbot, ring):
+    prefs.save(prefs.Preferences(api_port=free_port()))
+    raw = json.loads(prefs.path().read_text())
+    raw["values"]["api_token"] = "old-s3cret"  # as an older Hearth wrote it
+    prefs.path().write_text(json.dumps(raw))
+    model = ui_prefs.PreferencesModel()
+    assert not model.secrets_ready and model.get("api_token") == ""  # the API waits for it
+    with qtbot.waitSignal(model.secrets_loaded, timeout=5000):
+        pass
+    assert model.secrets_ready and model.get("api_token") == "old-s3cret"
+    assert ring.secrets == {("hearth", "preference:api_token"): "old-s3cret"}
+    assert "old-s3cret" not in prefs.path().read_text()
+    model.deleteLater()
+
+
+def test_without_a_keyring_setting_a_token_says_where_to_put_it(qtbot, monkeypatch):
+    monkeypatch.setattr(keyring.core, "_keyring_backend", fail.Keyring())
+    model = ui_prefs.PreferencesModel()
+    qtbot.waitUntil(lambda: model.secrets_ready, timeout=5000)
+    with qtbot.waitSignal(model.save_failed, timeout=5000) as failed:
+        assert model.set("api_token", "n3w-token") is None
+    assert "no usable OS keyring" in failed.args[0]
+    assert "set HEARTH_API_TOKEN in the environment" in failed.args[0]
+    assert model.get("api_token") == "n3w-token"  # in force until Hearth closes
+    assert "n3w-token" not in prefs.path().read_text()
+    model.deleteLater()
 
 
 def test_api_preferences_are_checked():
