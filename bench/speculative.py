@@ -18,8 +18,10 @@ once) and answer the same greedy request in turn, A B A B ...:
     which needs `logits_all=True`) runs the same request in the same rounds, for the table.
 (b) free text with prompt lookup: the benchmark's random-weights model (bench/
     engine_overhead.py's file) sampled at temperature 0.9 (fixed seed) writes text whose
-    n-grams rarely repeat; lookup matches single tokens too (spec_ngram_min 1), so it keeps
-    guessing and the guesses mostly fail: that must cost (almost) nothing. Target >= 0.97x.
+    n-grams rarely repeat; lookup may match single tokens too (spec_ngram_min 1), and
+    every guess from such matches failed: lookup now wants evidence before it guesses
+    (speculative.LOOKUP_MIN_SEEN), and what guessing is left must cost (almost) nothing.
+    The table's guessed / accepted column says how much was left. Target >= 0.97x.
 (c) a draft model that agrees with the target: the bigram target of (a) and a 1-layer
     bigram draft (n_embd 256, same vocabulary, ~6% of its size). Target >= 1.5x.
 

@@ -217,7 +217,8 @@ class LoadSettings:
         2, label="Lookup: shortest match", group="Speculative decoding",
         flags=("--spec-ngram-min",), minimum=1, maximum=16, unit="tokens", api=True,
         description="Lookup drafts only after the last tokens of the reply appeared before; "
-        "this many at least.",
+        "this many at least (a single token must have been seen 4 times, mostly followed by "
+        "the same one).",
     )  # fmt: skip
     spec_ngram_max: int = _opt(
         4, label="Lookup: longest match", group="Speculative decoding",

@@ -44,6 +44,16 @@ PAUSE_BELOW = 0.25
 FIRST_PAUSE, LONGEST_PAUSE = 8, 256
 FIRST_GUESS = 4
 
+# How much evidence lookup wants before it guesses a token from an n-gram of each size:
+# the n-gram seen at least this often, and the guessed follower at least this share of
+# what followed it. llama.cpp's n-gram cache drafts with such thresholds; these are its
+# "lax" ones for 2-grams and longer, and its "strict" ones for a single token, the
+# weakest evidence: a wrong guess is not free (on one CPU thread a checked batch of 2
+# costs ~1.6 single steps, of 5 ~3; bench model, measured), and in free text a token
+# followed by the same one 2 times of 3 still guessed wrong (bench/speculative.py (b)).
+LOOKUP_MIN_SEEN = {1: 4, 2: 2}  # longer n-grams: once
+LOOKUP_MIN_SHARE = {1: 0.75}  # longer n-grams: half
+
 
 class Drafter(Protocol):
     kind: str
@@ -59,6 +69,12 @@ class LookupDrafter:
     """Guesses by prompt lookup: token by token, the reply's last n-gram (longest first) is
     looked up in the prompt + reply, and the token that most often followed it there is
     the guess (the latest of equally frequent ones); the guess grows by what it guessed.
+
+    Only with evidence (`LOOKUP_MIN_SEEN`, `LOOKUP_MIN_SHARE`): an n-gram seen too rarely,
+    or whose followers disagree, passes to the next shorter one, and the guess ends at
+    the first token none of them predicts. In free text the n-grams that match are short
+    and seen once or twice: every guess from them failed (bench/speculative.py (b)) and
+    cost a larger batch; what `DraftLength` pauses after misses is what passes this.
 
     The most frequent continuation, not the latest occurrence's: in a copy task the
     latest occurrence of a line's n-gram is often the end of the prompt, followed by the
@@ -102,8 +118,15 @@ class LookupDrafter:
         for k in self.sizes:
             if len(recent) >= k:
                 followers = self._index[k].get(tuple(recent[-k:]))
-                if followers:
-                    return max(followers, key=followers.__getitem__)
+                if not followers:
+                    continue
+                best = max(followers, key=followers.__getitem__)
+                seen = sum(count for count, _ in followers.values())
+                if (
+                    seen >= LOOKUP_MIN_SEEN.get(k, 1)
+                    and followers[best][0] >= LOOKUP_MIN_SHARE.get(k, 0.5) * seen
+                ):
+                    return best
         return None
 
     def close(self) -> None:
@@ -188,6 +211,26 @@ class DraftLength:
             self._next_pause = FIRST_PAUSE
 
 
+class Guesser:
+    """One reply's guessing: what to guess before each check (the drafter, as long as
+    `DraftLength` allows and the context has room), and what the check taught. The loop's
+    policy without llama.cpp, so that it can be driven over a known text."""
+
+    def __init__(self, drafter: Drafter, draft_max: int, draft_min: int):
+        self.drafter, self.draft_min = drafter, draft_min
+        self.lengths = DraftLength(draft_max, draft_min)
+
+    def guess(self, seq: list[int], room: int) -> list[int]:
+        """The tokens to check after `seq` (none: a plain step)."""
+        want = min(self.lengths.next(), room)
+        guess = self.drafter.draft(seq, want) if want > 0 else []
+        return guess if len(guess) >= max(1, self.draft_min) else []
+
+    def checked(self, drafted: int, accepted: int) -> None:
+        """A guess of `drafted` tokens had its first `accepted` ones kept."""
+        self.lengths.update(drafted, accepted)
+
+
 @dataclasses.dataclass
 class _Run:
     """What one reply's speculation did (mutable while it runs)."""
@@ -267,7 +310,7 @@ class Speculator:
         seq = list(prompt)
         pending = [sampler.sample(llm._ctx, -1)]
         base = llm.n_tokens - 1  # the position whose logits gave pending[0]
-        lengths = DraftLength(self.draft_max, self.draft_min)
+        guesser = Guesser(self.drafter, self.draft_max, self.draft_min)
         try:
             while True:
                 for i, token in enumerate(pending):
@@ -281,24 +324,20 @@ class Speculator:
                 if self._stop():
                     return
                 base = llm.n_tokens
-                pending = self._step(seq, lengths, sampler)
+                pending = self._step(seq, guesser, sampler)
         finally:
             run.gen_ms = (time.perf_counter() - run.gen_started) * 1000
             # The last logits may belong to a checked batch: never sample them again.
             llm._requires_eval = True
 
-    def _step(self, seq: list[int], lengths: DraftLength, sampler: Any) -> list[int]:
+    def _step(self, seq: list[int], guesser: Guesser, sampler: Any) -> list[int]:
         """Evaluate the last token plus a guess; return the tokens the model samples."""
         llm, run = self.llm, self.run
         n_past = llm.n_tokens
         # The last token must fit (a growing context grows now); a guess only uses the room
         # the context already has: asking more could make a growth refuse, for a guess.
         self._ensure(n_past + 1)
-        room = min(llm.n_ctx() - n_past - 1, llm.n_batch - 1)
-        want = min(lengths.next(), room)
-        guess = self.drafter.draft(seq, want) if want > 0 else []
-        if len(guess) < max(1, self.draft_min):
-            guess = []
+        guess = guesser.guess(seq, room=min(llm.n_ctx() - n_past - 1, llm.n_batch - 1))
         batch = [seq[-1], *guess]
         llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=True)
         llm._ctx.decode(llm._batch)
@@ -318,7 +357,7 @@ class Speculator:
             run.steps += 1
             run.drafted += len(guess)
             run.accepted += accepted
-            lengths.update(len(guess), accepted)
+            guesser.checked(len(guess), accepted)
         # The cache keeps what precedes out[-1], which (as after a plain step) is not in it yet.
         keep = n_past + len(out)
         if keep < llm.n_tokens:  # roll back the rejected guesses

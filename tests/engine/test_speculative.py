@@ -15,7 +15,7 @@ from app.engine import memory, testmodels
 from app.engine.gguf_info import read_info
 from app.engine.protocol import ChatMessage, ContextGrown, Error, Finished, Loaded, Token
 from app.engine.settings import LoadSettings, SamplingSettings, validate
-from app.engine.speculative import DraftLength, LookupDrafter
+from app.engine.speculative import DraftLength, Guesser, LookupDrafter
 from app.engine.supervisor import Supervisor, wait_for
 
 pytestmark = pytest.mark.slow
@@ -281,6 +281,79 @@ def test_lookup_guesses_the_most_frequent_follower_of_the_longest_match():
     assert LookupDrafter(n_min=2, n_max=3).draft([7, 8, 1, 7, 8, 2, 7, 8], 1) == [
         2
     ]  # a tie: latest
+
+
+def test_lookup_guesses_only_from_n_grams_seen_often_enough():
+    """One occurrence of a token predicts nothing; a 2-gram needs two, a longer one one;
+    a weak long match gives way to a strong shorter one; the guess ends without evidence."""
+    once = [5, 6, 9, 5]  # 5 was followed by 6 once
+    assert LookupDrafter(n_min=1, n_max=1).draft(once, 3) == []
+    often = [5, 6, 1, 5, 6, 2, 5, 6, 3, 5, 6, 4, 5]  # 5 -> 6 four times of four
+    assert LookupDrafter(n_min=1, n_max=1).draft(often, 1) == [6]
+    split = [5, 6, 1, 5, 6, 2, 5, 7, 3, 5, 6, 4, 5]  # 5 -> 6 three times of four (75 %)
+    assert LookupDrafter(n_min=1, n_max=1).draft(split, 1) == [6]
+    weak = [5, 6, 1, 5, 7, 2, 5, 6, 3, 5, 7, 4, 5]  # 6 and 7 twice each
+    assert LookupDrafter(n_min=1, n_max=1).draft(weak, 1) == []
+    assert LookupDrafter(n_min=2, n_max=2).draft([1, 2, 3, 9, 1, 2], 2) == []  # "1 2" once
+    assert LookupDrafter(n_min=2, n_max=2).draft([1, 2, 3, 1, 2, 3, 1, 2], 1) == [3]
+    assert LookupDrafter(n_min=3, n_max=3).draft([1, 2, 3, 4, 9, 1, 2, 3], 1) == [4]
+    # "8 1 2" was seen once (-> 7): enough for a 3-gram. Without it, "1 2" was seen three
+    # times, twice followed by 3.
+    fallback = [1, 2, 3, 1, 2, 3, 8, 1, 2, 7, 8, 1, 2]
+    assert LookupDrafter(n_min=2, n_max=3).draft(fallback, 1) == [7]  # the 3-gram first
+    fallback[-3] = 6  # now "6 1 2" is new, and "1 2" has 3 (2 of 3) against 7
+    assert LookupDrafter(n_min=2, n_max=3).draft(fallback, 1) == [3]
+    # The guess grows while there is evidence and stops where there is none: "2 3" was
+    # followed by 8 and 9 (a tie: the latest), "3 9" only once.
+    grows = [7, 1, 2, 3, 8, 7, 1, 2, 3, 9, 4, 1, 2]
+    assert LookupDrafter(n_min=2, n_max=2).draft(grows, 5) == [3, 9]
+
+
+def guesses_over(text: list[int], start: int, guesser: Guesser, phases: dict[str, int]):
+    """The loop's guessing over a known reply, as Speculator._step does it: each step
+    guesses after the sequence so far, the "model" keeps the guess's longest prefix that
+    equals the text and adds the text's next token. Returns [drafted, accepted] per phase
+    (a phase ends at the text position given; a guess counts where it starts)."""
+    seq = list(text[:start])
+    counts = {name: [0, 0] for name in phases}
+    while len(seq) < len(text):
+        truth = text[len(seq) :]
+        guess = guesser.guess(seq, room=len(truth) - 1)  # no guess past the reply's end
+        kept = 0
+        while kept < min(len(guess), len(truth)) and guess[kept] == truth[kept]:
+            kept += 1
+        if guess:
+            guesser.checked(len(guess), kept)
+            phase = next(name for name, end in phases.items() if len(seq) < end)
+            counts[phase][0] += len(guess)
+            counts[phase][1] += kept
+        seq.extend(truth[: kept + 1])
+    return counts
+
+
+def test_lookup_stops_guessing_after_misses_and_resumes_when_the_text_repeats():
+    """A prompt quotes a 40-token document twice. The reply first goes its own way after
+    every pair of the document's tokens (lookup's evidence says the document's next token:
+    a miss each time), then copies the document four times. Counted in tokens, not timed."""
+    doc = list(range(100, 140))
+    prompt = [*doc, *doc, 7]
+    own_way = []
+    for i in range(0, len(doc), 2):
+        own_way += [doc[i], doc[i + 1], 1000 + i]  # a token the document never had there
+    text = [*prompt, *own_way, *doc * 4]
+    phases = {"own way": len(prompt) + len(own_way), "copy": len(text)}
+    counts = guesses_over(text, len(prompt) + 1, Guesser(LookupDrafter(2, 4), 16, 0), phases)
+    drafted, accepted = counts["own way"]
+    # 20 pairs each called for a guess; after two misses guessing pauses, ever longer.
+    assert accepted == 0 and drafted <= 10, counts
+    drafted, accepted = counts["copy"]
+    # Of 160 copied tokens; the misses are at the document's end, which the prompt
+    # followed with the request, the reply with its own token.
+    assert accepted >= 120 and drafted - accepted <= 8, counts
+    # Without the pause every pair is guessed (and missed).
+    no_pause = Guesser(LookupDrafter(2, 4), 16, 0)
+    no_pause.lengths.update = lambda drafted, accepted: None
+    assert guesses_over(text, len(prompt) + 1, no_pause, phases)["own way"][0] >= 40
 
 
 def test_draft_length_shrinks_on_misses_grows_on_hits_and_pauses_when_it_does_not_pay():
