@@ -2,7 +2,7 @@
 `hearth run` vs llama-cpp-python's own server, time to first token, and 16 concurrent
 clients on two models.
 
-    .venv/bin/python bench/api.py [--tokens 256] [--rounds 5] [--clients 16] [--seconds 20]
+    .venv/bin/python bench/api.py [--tokens 256] [--rounds 9] [--clients 16] [--seconds 20]
 
 Generates once (bench/.cache) two 17 MB Q8_0 bigram models (6 layers, n_embd 512: greedy
 decoding never ends on its own, so every reply has exactly --tokens tokens). A small model
@@ -10,7 +10,9 @@ decodes fast, so what a server adds per token weighs more than it would on a rea
 Starts `hearth serve` on a free port with its own HEARTH_HOME, and `python -m
 llama_cpp.server` on the same model file with the same settings (n_ctx 4096, one thread,
 f16 KV, no flash attention), then in interleaved rounds (A, B, C, A, B, C ...; medians, and
-ratios within each round, so a loaded machine disturbs every side alike):
+ratios within each round, so a loaded machine disturbs every side alike; the order turns
+each round, so no side always follows the same one, and the default 9 rounds put each of
+the three sides in each place three times):
 
 * Hearth API: `openai` client, chat completion streamed with include_usage; tok/s from the
   first to the last content chunk as the client receives them, TTFT of a warm model;
@@ -19,6 +21,12 @@ ratios within each round, so a loaded machine disturbs every side alike):
 * llama_cpp.server: the same `openai` request against its /v1 (it streams one chunk per
   token; its usage, when it sends none, is the requested count, checked against
   finish_reason "length").
+
+For both servers it also gives the CPU time a token costs, read from the kernel
+(/proc/PID/task/*/schedstat, Linux; n/a elsewhere): the server's processes (Hearth: the
+host and its workers; llama_cpp.server: its one process) and the client (this process
+while it reads the stream). A loaded machine stretches tok/s much more than CPU time, so
+these say where the time goes when the tok/s of a busy run are noisy.
 
 Then `--clients` threads, each alternating two models, send short chat requests to Hearth's
 API for `--seconds`: requests served, p50 / p99 latency, errors (must be 0).
@@ -158,6 +166,39 @@ def has_llama_server() -> bool:
     )
 
 
+def cpu_ms(pids: list[int]) -> float:
+    """CPU time (ms) all threads of `pids` have used so far; nan without Linux's /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            return float("nan")
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except OSError:  # a thread that just ended
+                pass
+    return total / 1e6
+
+
+def tree(pid: int) -> list[int]:
+    """A process and its children (Hearth's workers)."""
+    import psutil
+
+    return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+
+
+def served_stream(client, model: str, n: int, server: list[int]) -> tuple[float, ...]:
+    """api_stream's (tok/s, TTFT) and the CPU ms a token of the server's processes and of
+    this client."""
+    server_before, client_before = cpu_ms(server), time.process_time()
+    tps, first = api_stream(client, model, n)
+    client_ms = (time.process_time() - client_before) * 1000 / n
+    return tps, first, (cpu_ms(server) - server_before) / n, client_ms
+
+
 def api_stream(client, model: str, n: int) -> tuple[float, float]:
     """(tok/s as received, TTFT s) of one streamed chat completion."""
     sent = time.perf_counter()
@@ -252,7 +293,7 @@ def concurrency(url: str, clients: int, seconds: float) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--no-llama-server", action="store_true", help="leave llama_cpp.server out")
@@ -267,7 +308,7 @@ def main() -> int:
     model = SMALL["a"]
     server = Server()
     llama = None
-    rows: dict[str, list[tuple[float, float]]] = {"api": [], "run": [], "llama": []}
+    rows: dict[str, list[tuple[float, ...]]] = {"api": [], "run": [], "llama": []}
     try:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=600)
         cold_started = time.perf_counter()
@@ -280,11 +321,20 @@ def main() -> int:
                 base_url=llama.url + "/v1", api_key="x", max_retries=0, timeout=600
             )
             api_stream(llama_client, model.stem, 8)  # warm, as Hearth's is
+        hearth_pids = tree(server.proc.pid)
+        sides = {"api": lambda: served_stream(client, model.stem, args.tokens, hearth_pids),
+                 "run": lambda: run_stream(model, args.tokens)}  # fmt: skip
+        if llama is not None:
+            llama_pids = tree(llama.proc.pid)
+            sides["llama"] = lambda: served_stream(
+                llama_client, model.stem, args.tokens, llama_pids
+            )
+        order = list(sides)
         for r in range(args.rounds):
-            rows["api"].append(api_stream(client, model.stem, args.tokens))
-            rows["run"].append(run_stream(model, args.tokens))
-            if llama is not None:
-                rows["llama"].append(api_stream(llama_client, model.stem, args.tokens))
+            # Each side takes each place in turn: whatever the previous side leaves running
+            # (a process exiting, a server's clean-up) falls on every side alike.
+            for key in order[r % len(order) :] + order[: r % len(order)]:
+                rows[key].append(sides[key]())
             line = ", ".join(
                 f"{name} {rows[key][-1][0]:.1f} tok/s"
                 for key, name in (("api", "API"), ("run", "hearth run"), ("llama", "llama_cpp"))
@@ -308,10 +358,10 @@ def print_tables(args, model: Path, rows: dict, cold: float, conc: dict) -> None
     med = statistics.median
 
     def tps(key: str) -> float:
-        return med(t for t, _ in rows[key])
+        return med(r[0] for r in rows[key])
 
     def first(key: str) -> float:
-        return med(f for _, f in rows[key]) * 1000
+        return med(r[1] for r in rows[key]) * 1000
 
     cmd = "python bench/api.py " + " ".join(sys.argv[1:])
     print(f"`{cmd.strip()}` — {model.name}, {args.tokens} tokens a reply, {args.rounds} rounds\n")
@@ -325,6 +375,13 @@ def print_tables(args, model: Path, rows: dict, cold: float, conc: dict) -> None
     if rows["llama"]:
         print(f"| llama_cpp.server, `openai` client (warm model) | {tps('llama'):.1f} | "
               f"{first('llama'):.0f} ms |")  # fmt: skip
+    print()
+    print("| CPU time a token (median) | server's processes | client |")
+    print("|---|---:|---:|")
+    for key, name in (("api", "Hearth API (host + worker)"), ("llama", "llama_cpp.server")):
+        if rows[key]:
+            print(f"| {name} | {med(r[2] for r in rows[key]):.3f} ms | "
+                  f"{med(r[3] for r in rows[key]):.3f} ms |")  # fmt: skip
     print()
 
     def ratio(a: str, b: str, text: str) -> None:
