@@ -31,6 +31,10 @@ BUILD_FLAGS = (
     "-DLLAMA_BUILD_EXAMPLES=OFF",
     "-DLLAMA_BUILD_TOOLS=ON",
     "-DLLAMA_BUILD_SERVER=OFF",
+    # RUNPATH $ORIGIN, not the build folder's absolute path: bench/.cache is shared by
+    # symlink between checkouts, and a binary whose RUNPATH named a checkout since deleted
+    # found none of its libraries.
+    "-DCMAKE_BUILD_RPATH_USE_ORIGIN=ON",
 )
 
 
@@ -94,18 +98,33 @@ class LlamaBench:
         ]  # fmt: skip
         if n_depth:
             cmd += ["-d", str(n_depth)]
-        env = None
-        if lib_dir is not None:
-            old = os.environ.get("LD_LIBRARY_PATH")
-            # Its own helper libraries (llama-common) next to it: its RUNPATH is the build
-            # folder's absolute path, gone where the binary was copied to another machine.
-            paths = [str(lib_dir), str(self.path.parent), *([old] if old else [])]
-            env = {**os.environ, "LD_LIBRARY_PATH": ":".join(paths)}
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=self.env(lib_dir)
+        )
         if out.returncode != 0:
             tail = (out.stderr or out.stdout).strip().splitlines()[-5:]
             raise RuntimeError(f"llama-bench failed ({out.returncode}): " + " | ".join(tail))
         return parse_json(out.stdout)
+
+    def env(self, lib_dir: Path | None = None) -> dict[str, str]:
+        """The environment it runs in: its own folder (libllama-bench-impl, llama-common,
+        libllama, libggml) always on LD_LIBRARY_PATH, after `lib_dir` when given. Its
+        RUNPATH cannot be trusted: a build before CMAKE_BUILD_RPATH_USE_ORIGIN holds the
+        absolute path of the checkout that built it, gone once that checkout is deleted
+        or the binary is copied to another machine; LD_LIBRARY_PATH is searched first."""
+        old = os.environ.get("LD_LIBRARY_PATH")
+        paths = [*([str(lib_dir)] if lib_dir is not None else []), str(self.path.parent)]
+        return {**os.environ, "LD_LIBRARY_PATH": ":".join([*paths, *([old] if old else [])])}
+
+    def runs(self) -> bool:
+        """Whether it starts at all (`--help`): every library it needs is found."""
+        try:
+            out = subprocess.run(
+                [str(self.path), "--help"], capture_output=True, timeout=60, env=self.env()
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return out.returncode == 0
 
 
 def parse_json(text: str) -> dict[str, float]:
@@ -163,7 +182,12 @@ def ensure_llama_bench(build: bool = True) -> tuple[LlamaBench | None, str]:
         return None, f"llama-cpp-python is not installed ({e})"
     binary = _binary(version)
     if binary.exists():
-        return LlamaBench(binary, version, None), f"cached {binary}"
+        cached = LlamaBench(binary, version, None)
+        if cached.runs():
+            return cached, f"cached {binary}"
+        # A library is missing (a partial build, a file deleted): the build below is
+        # incremental and puts back what is gone.
+        _log(f"the cached {binary} does not start; building it again")
     if not build:
         return None, "llama-bench is not built (--no-build)"
     if not shutil.which("cmake") or not (shutil.which("c++") or shutil.which("g++")):

@@ -12,9 +12,11 @@ A. For each KV cache / flash-attention variant, pp512 and tg128 with the context
      llama-cpp-python vendors: bench/_llama_bench.py), and
    * Hearth's Tuner (app.engine.tune; what `hearth bench` and the window's Tune run: a
      worker process of its own, the same depth, repetitions and threads).
-   Each round runs llama-bench over every variant, then Hearth over every variant (the
-   order flips each round). The machine is shared and drifts, so each ratio is the median
-   over rounds of (Hearth / llama-bench) within the round. Target: every ratio >= 0.95.
+   The two measure each variant back to back, in turns (who goes first alternates from one
+   variant and round to the next), so that a pair lies a minute apart, not the several
+   minutes a whole side takes: the machine's speed drifts (other processes, clocks), and a
+   pair minutes apart compared the drift. Each ratio is the median over rounds of
+   (Hearth / llama-bench) within the pair. Target: every ratio >= 0.95.
 B. The wall time of `hearth bench MODEL --quick --fresh --json` as a user runs it (a
    subprocess: Python start, model load, the reference, every quick combination), and what
    it recommended.
@@ -52,10 +54,12 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def hearth_round(
-    model: Path, keys: list[str], ctx: int, reps: int, threads: int, pp: int, tg: int
-) -> dict:
-    """One Tuner run over the variants: {key: (pp, tg)}."""
+def hearth_run(
+    model: Path, key: str, ctx: int, reps: int, threads: int, pp: int, tg: int
+) -> tuple[float, float]:
+    """One Tuner run (a worker process of its own, as `hearth bench` starts it) on one
+    variant: (pp, tg) tok/s. Only that combination is measured: the worker computes the
+    reference's logits for the quality columns anyway, and its speed is not asked for."""
     from app.engine import gguf_info, tune
     from app.engine.protocol import TuneCombo
     from app.engine.settings import LoadSettings
@@ -65,30 +69,23 @@ def hearth_round(
     plan = tune.make_plan(str(model), info, base, kv_types=("f16", "q8_0", "q4_0"),
                           n_ctx=ctx, quick=True, reps=reps, quality_tokens=64,
                           n_prompt=pp, n_gen=tg)  # fmt: skip
-    wanted = [TuneCombo(*VARIANTS[k]) for k in keys]
-    combos = tuple(c for c in wanted if c in plan.combos)
-    if tune.REFERENCE not in combos:  # the Tuner always measures it first
-        combos = (tune.REFERENCE, *combos)
-    plan = dataclasses.replace(plan, combos=combos)
-    result = tune.Tuner(plan, headroom=0.1).run()
-    out = {}
-    for k, combo in zip(keys, wanted, strict=True):
-        row = next(r for r in result.rows if r.combo == combo)
-        if not row.measured:
-            raise RuntimeError(f"Hearth did not measure {combo.label}: {row.reason}")
-        out[k] = (row.m.pp_tps, row.m.tg_tps)
-    return out
+    combo = TuneCombo(*VARIANTS[key])
+    if combo not in plan.combos:
+        raise RuntimeError(f"Hearth refuses {combo.label}: " + dict(plan.invalid).get(combo, ""))
+    result = tune.Tuner(dataclasses.replace(plan, combos=(combo,)), headroom=0.1).run()
+    row = result.rows[0]
+    if not row.measured:
+        raise RuntimeError(f"Hearth did not measure {combo.label}: {row.reason}")
+    return row.m.pp_tps, row.m.tg_tps
 
 
-def bench_round(
-    lb, model: Path, keys: list[str], depth: int, reps: int, threads: int, pp: int, tg: int
-) -> dict:
-    out = {}
-    for k in keys:
-        tk, tv, fa = VARIANTS[k]
-        r = lb.run(model, tk, tv, fa, threads, pp, tg, repetitions=reps, n_depth=depth)
-        out[k] = (r["pp"], r["tg"])
-    return out
+def bench_run(
+    lb, model: Path, key: str, depth: int, reps: int, threads: int, pp: int, tg: int
+) -> tuple[float, float]:
+    """One llama-bench invocation on one variant: (pp, tg) tok/s."""
+    tk, tv, fa = VARIANTS[key]
+    r = lb.run(model, tk, tv, fa, threads, pp, tg, repetitions=reps, n_depth=depth)
+    return r["pp"], r["tg"]
 
 
 def quick_tune(model: Path) -> tuple[float, dict]:
@@ -128,16 +125,21 @@ def main(argv: list[str] | None = None) -> int:
     if lb is None:
         return 1
     depth = args.ctx - args.pp - args.tg
-    samples: dict[str, list[dict]] = {"llama-bench": [], "hearth": []}
+    # samples[who][key]: one (pp, tg) per round
+    samples: dict[str, dict[str, list]] = {"llama-bench": {}, "hearth": {}}
+    turn = 0
     for rnd in range(args.rounds):
-        order = ["llama-bench", "hearth"] if rnd % 2 == 0 else ["hearth", "llama-bench"]
-        for who in order:
-            log(f"round {rnd + 1}/{args.rounds}: {who}")
-            if who == "hearth":
-                got = hearth_round(model, keys, args.ctx, args.reps, args.threads, args.pp, args.tg)
-            else:
-                got = bench_round(lb, model, keys, depth, args.reps, args.threads, args.pp, args.tg)
-            samples[who].append(got)
+        for k in keys:
+            order = ["llama-bench", "hearth"] if turn % 2 == 0 else ["hearth", "llama-bench"]
+            turn += 1
+            for who in order:
+                log(f"round {rnd + 1}/{args.rounds}, {k}: {who}")
+                if who == "hearth":
+                    got = hearth_run(model, k, args.ctx, args.reps, args.threads, args.pp, args.tg)
+                else:
+                    got = bench_run(lb, model, k, depth, args.reps, args.threads, args.pp, args.tg)
+                samples[who].setdefault(k, []).append(got)
+                log(f"  pp {got[0]:,.1f} tok/s, tg {got[1]:,.1f} tok/s")
     quick = None if args.no_quick else quick_tune(model)
     elapsed = time.perf_counter() - started
 
@@ -161,17 +163,22 @@ def main(argv: list[str] | None = None) -> int:
         tk, tv, fa = VARIANTS[k]
         cells = [f"{tk}/{tv}", "on" if fa else "off"]
         for i in (0, 1):
-            lbv = statistics.median(s[k][i] for s in samples["llama-bench"])
-            hv = statistics.median(s[k][i] for s in samples["hearth"])
+            lbv = statistics.median(x[i] for x in samples["llama-bench"][k])
+            hv = statistics.median(x[i] for x in samples["hearth"][k])
             ratio = statistics.median(
-                h[k][i] / b[k][i]
-                for h, b in zip(samples["hearth"], samples["llama-bench"], strict=True)
+                h[i] / b[i]
+                for h, b in zip(samples["hearth"][k], samples["llama-bench"][k], strict=True)
             )
             worst = min(worst, ratio)
             cells += [f"{lbv:,.1f}", f"{hv:,.1f}", f"{ratio:.3f}"]
         print("| " + " | ".join(cells) + " |")
-    print(f"\nRatios: median over rounds of hearth bench / llama-bench within the round; "
-          f"lowest {worst:.3f} (target ≥ 0.95).")  # fmt: skip
+    print(f"\nRatios: median over rounds of hearth bench / llama-bench, measured back to back; "
+          f"lowest {worst:.3f} (target ≥ 0.95). Each pair, round by round:\n")  # fmt: skip
+    for k in keys:  # every pair, for the spread behind each median
+        pairs = zip(samples["hearth"][k], samples["llama-bench"][k], strict=True)
+        per = [(h[0] / b[0], h[1] / b[1]) for h, b in pairs]
+        print(f"- {k}: pp " + ", ".join(f"{p:.3f}" for p, _ in per)
+              + "; tg " + ", ".join(f"{t:.3f}" for _, t in per))  # fmt: skip
     if quick is not None:
         seconds, out = quick
         rec = out["recommendation"]

@@ -42,12 +42,12 @@ from app.engine.protocol import (
     TuneMeasured,
     TuneProgress,
 )
+from app.engine.tune_result import REFERENCE
 from app.engine.worker import _strip_prefix, parse_buffer_sizes
 
 if TYPE_CHECKING:
     from app.engine.worker import Worker
 
-REFERENCE = TuneCombo("f16", "f16", False)
 _ROWS = 64  # positions per numpy step of the quality pass (bounds its float64 memory)
 _SEED = 1234
 
