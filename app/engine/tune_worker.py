@@ -142,7 +142,12 @@ class _Session:
         ll, s = self.ll, self.s
         params = ll.llama_model_default_params()
         params.n_gpu_layers = 0x7FFFFFFF if s.n_gpu_layers < 0 else s.n_gpu_layers
-        params.use_mmap, params.use_mlock = s.use_mmap, s.use_mlock
+        # This llama.cpp has no use_mmap / use_mlock fields but one load mode (ctypes takes
+        # any attribute name silently): the mapping Llama() makes from the same two flags.
+        params.load_mode = {
+            (True, True): ll.LLAMA_LOAD_MODE_MMAP_MLOCK, (False, True): ll.LLAMA_LOAD_MODE_MLOCK,
+            (True, False): ll.LLAMA_LOAD_MODE_MMAP, (False, False): ll.LLAMA_LOAD_MODE_NONE,
+        }[(bool(s.use_mmap), bool(s.use_mlock))]  # fmt: skip
         # Remote devices as a chat's load has them (worker.py): probed, then named in the
         # params; the array must live until the load returns.
         try:
