@@ -38,6 +38,17 @@ def test_run_json_chat(bigram_model):
     assert report["load"]["n_ctx"] == 4096 and report["timings"]["completion_tokens"] == 14
 
 
+def test_run_n_inside_a_multibyte_character_is_exact(bigram_model):
+    n = testmodels.bigram_cut_inside_character(20)
+    done = hearth(
+        "run", str(bigram_model), "Hello", "--chat", "-n", str(n), "--temp", "0", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["text"], report["reason"]) == (testmodels.bigram_text(n), "length")
+    assert report["timings"]["completion_tokens"] == n
+
+
 def test_run_exit_codes_for_bad_settings_and_unusable_files(bigram_model, broken_files):
     bad = hearth("run", str(bigram_model), "Hello", "-ctv", "q8_0")
     assert bad.returncode == 2

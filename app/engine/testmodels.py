@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -375,20 +374,33 @@ def write_all_weight_types(folder: str | os.PathLike[str], **changes) -> dict[st
 
 
 def bigram_text(n_tokens: int, eos_after_cycle: bool = False) -> str:
-    """The text greedy decoding produces in n_tokens steps on a bigram model."""
+    """The text greedy decoding produces in n_tokens steps on a bigram model. A reply cut
+    inside a multi-byte character shows the complete characters only (as Hearth streams it)."""
+    return _bigram_bytes(n_tokens, eos_after_cycle).decode("utf-8", errors="ignore")
+
+
+def bigram_cut_inside_character(at_least: int = 1) -> int:
+    """The smallest n >= at_least whose n greedy tokens end inside a multi-byte character
+    (a max_tokens that cuts "é" between its two byte tokens)."""
+    n = at_least
+    while True:
+        try:
+            _bigram_bytes(n).decode("utf-8")
+        except UnicodeDecodeError:
+            return n
+        n += 1
+
+
+def _bigram_bytes(n_tokens: int, eos_after_cycle: bool = False) -> bytes:
     pieces = []
     for i in range(n_tokens):
         if eos_after_cycle and i >= len(BIGRAM_CYCLE):
             break
         pieces.append(BIGRAM_CYCLE[i % len(BIGRAM_CYCLE)])
-    return _detok(pieces)
-
-
-def _detok(pieces: Sequence[str]) -> str:
     raw = b""
     for p in pieces:
         if p.startswith("<0x") and p.endswith(">"):
             raw += bytes([int(p[3:5], 16)])
         else:
             raw += p.replace("▁", " ").encode()
-    return raw.decode("utf-8", errors="replace")
+    return raw

@@ -63,6 +63,7 @@ from app.engine.protocol import (
     Unload,
     Unloaded,
 )
+from app.engine.token_limit import TokenLimit
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +348,7 @@ class Worker:
                 self.lc, llm, s, draft, self._cancel.is_set, self._ensure_capacity
             )
         self._detokenize = _IncrementalDetokenize(llm)
+        self._limit = TokenLimit(llm)  # after the speculative loop: it wraps that
         self._formatter = self._chat_formatter(llm)
         lines = list(self.logs.lines_since_mark)
         placement = placement_from_log(lines)
@@ -661,6 +663,7 @@ class Worker:
         reason = "stop"
         self._watch_prompt(rid)
         self._detokenize.reset()
+        self._limit.max_tokens = cmd.sampling.max_tokens
         if self._spec is not None:
             self._spec.run = None
         stream = self.llm.create_completion(

@@ -95,6 +95,31 @@ def test_openai_completion_of_a_raw_prompt(oa):
     assert "".join(p.choices[0].text for p in parts if p.choices) == EXACT
 
 
+def test_openai_max_tokens_inside_a_multibyte_character_is_exact(oa):
+    """The limit lands between the two byte tokens of "é": exactly n tokens, no "é" half."""
+    n = testmodels.bigram_cut_inside_character(20)
+    want = testmodels.bigram_text(n)
+    r = oa.chat.completions.create(model="tiny", messages=HI, max_tokens=n, temperature=0)
+    assert (r.choices[0].message.content, r.choices[0].finish_reason) == (want, "length")
+    assert r.usage.completion_tokens == n
+    chunks = list(
+        oa.chat.completions.create(
+            model="tiny",
+            messages=HI,
+            max_tokens=n,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == want
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    assert chunks[-1].usage.completion_tokens == n
+    raw = oa.completions.create(model="tiny", prompt="Hello", max_tokens=n, temperature=0)
+    assert (raw.choices[0].text, raw.usage.completion_tokens) == (want, n)
+    assert raw.choices[0].finish_reason == "length"
+
+
 @pytest.mark.parametrize(
     "response_format",
     [
@@ -209,6 +234,16 @@ def test_ollama_chat_and_generate_exact_text_and_timings(ol):
     raw = ol.generate(model="tiny", prompt="Hello", raw=True, options=opts)
     assert raw.response == EXACT
     assert ol.chat(model="tiny:latest", messages=HI, options=opts).message.content == EXACT
+
+
+def test_ollama_num_predict_inside_a_multibyte_character_is_exact(ol):
+    n = testmodels.bigram_cut_inside_character(20)
+    opts = {"temperature": 0, "num_predict": n}
+    want = (testmodels.bigram_text(n), "length", n)
+    r = ol.chat(model="tiny", messages=HI, options=opts)
+    assert (r.message.content, r.done_reason, r.eval_count) == want
+    raw = ol.generate(model="tiny", prompt="Hello", raw=True, options=opts)
+    assert (raw.response, raw.done_reason, raw.eval_count) == want
 
 
 def test_ollama_format_schema(ol):

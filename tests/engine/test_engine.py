@@ -82,6 +82,26 @@ def test_multibyte_characters_split_across_tokens_never_stream_replacement_chars
     assert all("\ufffd" not in p for p in pieces)
 
 
+def test_max_tokens_inside_a_multibyte_character_stops_exactly(sup, bigram_model):
+    """llama-cpp-python samples on past max_tokens while a character is incomplete; the
+    reply must still end at max_tokens, showing the complete characters only."""
+    load_ok(sup, bigram_model, n_ctx=512)
+    for n in (testmodels.bigram_cut_inside_character(), testmodels.bigram_cut_inside_character(30)):
+        for kind in ("chat", "raw", "no-eos"):
+            sampling = SamplingSettings(temperature=0, max_tokens=n)
+            if kind == "chat":
+                rid = sup.generate(HELLO, sampling=sampling)
+            else:
+                rid = sup.generate(prompt="Hello", sampling=sampling, suppress_eos=kind == "no-eos")
+            end, seen = collect(sup, rid)
+            pieces = [e.text for e in seen if isinstance(e, Token)]
+            assert isinstance(end, Finished), end
+            assert (end.reason, end.timings.completion_tokens) == ("length", n), (n, kind)
+            assert "".join(pieces) == end.text == testmodels.bigram_text(n), (n, kind)
+            assert not end.text.endswith("é") and "\ufffd" not in end.text
+            assert not end.context_full
+
+
 def test_every_valid_kv_pair_with_and_without_flash_attention_streams_the_bigram_text(
     sup, bigram_models
 ):

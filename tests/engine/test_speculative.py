@@ -26,6 +26,7 @@ PROMPTS = (
     (ChatMessage("user", " Hello world! café. Hello world! café. Please repeat that."),),
     (ChatMessage("system", "Be brief."), ChatMessage("user", "Tell me about the world")),
 )
+CUT = testmodels.bigram_cut_inside_character()  # max_tokens that ends between é's bytes
 DRAFT_SPEC = dict(n_layers=1, n_embd=64, n_head=1, n_head_kv=1, n_ff=128)
 
 
@@ -124,6 +125,9 @@ def test_stop_strings_and_max_tokens_inside_an_accepted_run(sup, bigram_model, d
         (HELLO, {"max_tokens": 100, "stop": ("world! café. Hello world",)}),  # a second cycle
         (HELLO, {"max_tokens": 10}),  # ends in the middle of a 16-token guess
         (HELLO, {"max_tokens": 37}),
+        # Inside "é" (two byte tokens), in the middle of an accepted run: exactly n tokens.
+        (HELLO, {"max_tokens": CUT}),
+        (HELLO, {"max_tokens": testmodels.bigram_cut_inside_character(30)}),
     ]
     got = replies(sup, bigram_model, draft_model, cases)
     assert got["plain"][0][0].text == " Hello world! "
@@ -132,6 +136,10 @@ def test_stop_strings_and_max_tokens_inside_an_accepted_run(sup, bigram_model, d
         for case, (end, streamed), (plain, _) in zip(cases, results, got["plain"], strict=True):
             assert (end.text, end.reason) == (plain.text, plain.reason), (mode, case)
             assert streamed == plain.text, (mode, case)
+        for (_, sp), (end, _) in zip(cases[3:], results[3:], strict=True):
+            n = sp["max_tokens"]
+            assert (end.reason, end.timings.completion_tokens) == ("length", n), (mode, n)
+            assert end.text == testmodels.bigram_text(n), (mode, n)
     spec = got["draft"][3][0].timings
     assert spec.completion_tokens == 10 and spec.spec.accepted >= 10
 
