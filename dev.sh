@@ -173,6 +173,35 @@ ensure_vulkan_packages() {
     [ -e /usr/include/vulkan/vulkan.h ] || missing+=(libvulkan-dev)
     [ -e /usr/share/cmake/SPIRV-Headers/SPIRV-HeadersConfig.cmake ] || missing+=(spirv-headers)
     install_packages "${missing[@]}"
+    ensure_vulkan_headers
+}
+
+# llama.cpp's Vulkan backend uses VK_EXT_layer_settings, which Vulkan's headers have had
+# since 1.3.272; Debian 12 ships 1.3.239 (Ubuntu 22.04 older still), and the build fails
+# in ggml-vulkan.cpp. The headers alone are enough (the loader, libvulkan1, stays the
+# system's), so where the system's are too old, Debian 13's libvulkan-dev is unpacked into
+# .venv and CMake pointed at it (VULKAN_EXTRA_ARGS, not part of the wheel's flag set).
+VULKAN_HEADERS="$VENV/vulkan-headers"
+ensure_vulkan_headers() {
+    VULKAN_EXTRA_ARGS=""
+    grep -q VK_EXT_layer_settings /usr/include/vulkan/vulkan_core.h 2>/dev/null && return 0
+    if ! grep -q VK_EXT_layer_settings "$VULKAN_HEADERS/usr/include/vulkan/vulkan_core.h" 2>/dev/null; then
+        say "the system's Vulkan headers are older than llama.cpp needs: fetching Debian 13's libvulkan-dev (headers only) into $VULKAN_HEADERS"
+        local tmp apt_opts
+        tmp="$(mktemp -d)"
+        mkdir -p "$tmp/lists/partial" "$tmp/archives/partial"
+        echo "deb http://deb.debian.org/debian trixie main" >"$tmp/sources.list"
+        apt_opts=(-o "Dir::Etc::SourceList=$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
+            -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache::Archives=$tmp/archives"
+            -o APT::Sandbox::User=root -qq)
+        apt-get "${apt_opts[@]}" update >&2 \
+            && (cd "$tmp" && apt-get "${apt_opts[@]}" download libvulkan-dev >&2) \
+            || die "could not download newer Vulkan headers; install Vulkan headers 1.3.272 or newer (e.g. from the LunarG SDK) and set HEARTH_CMAKE_ARGS"
+        rm -rf "$VULKAN_HEADERS"
+        dpkg-deb -x "$tmp"/libvulkan-dev_*.deb "$VULKAN_HEADERS"
+        rm -rf "$tmp"
+    fi
+    VULKAN_EXTRA_ARGS="-DVulkan_INCLUDE_DIR=$VULKAN_HEADERS/usr/include"
 }
 
 # The PyPI CUDA libraries (if that is where the toolkit came from) for llama.cpp to load.
@@ -199,7 +228,7 @@ build_llama_wheel() {
     rm -rf "$WHEELS"
     mkdir -p "$WHEELS"
     say "building llama-cpp-python $LLAMA_VERSION with CMAKE_ARGS=\"$CMAKE_FLAGS\" (once; 6-11 min on 2 cores for the CPU, far longer for CUDA)"
-    CMAKE_ARGS="$CMAKE_FLAGS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc 2>/dev/null || echo 2)" \
+    CMAKE_ARGS="$CMAKE_FLAGS${VULKAN_EXTRA_ARGS:+ $VULKAN_EXTRA_ARGS}" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc 2>/dev/null || echo 2)" \
         "$VENV/bin/python" -m pip wheel --no-deps --no-cache-dir --no-binary llama-cpp-python \
         "llama-cpp-python==$LLAMA_VERSION" -w "$WHEELS" >&2
     echo "$CMAKE_FLAGS" >"$stamp"
