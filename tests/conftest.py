@@ -15,9 +15,11 @@ os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
 from pathlib import Path
 
+import keyring
 import pytest
 
 from app.engine import testmodels
+from tests.fakehub import MemoryKeyring
 
 
 @pytest.fixture(autouse=True)
@@ -63,3 +65,13 @@ def broken_files(tmp_path_factory) -> dict[str, Path]:
     """Every deliberately broken file kind -> its path."""
     folder = tmp_path_factory.mktemp("broken")
     return {kind: testmodels.write_broken(kind, folder) for kind in testmodels.BROKEN_KINDS}
+
+
+@pytest.fixture
+def ring(monkeypatch):
+    """A keyring in memory (secrets such as the API token go there), never the user's real
+    one; HEARTH_API_TOKEN unset so that the keyring is what answers."""
+    ring = MemoryKeyring()
+    monkeypatch.setattr(keyring.core, "_keyring_backend", ring)
+    monkeypatch.delenv("HEARTH_API_TOKEN", raising=False)
+    return ring

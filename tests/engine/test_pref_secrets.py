@@ -16,17 +16,8 @@ from keyring.backends import fail
 from app.engine import pref_secrets
 from app.engine import preferences as prefs
 from app.engine.secrets import NoKeyring
-from tests.fakehub import MemoryKeyring
 
 USER = ("hearth", "preference:api_token")
-
-
-@pytest.fixture
-def ring(monkeypatch):
-    ring = MemoryKeyring()
-    monkeypatch.setattr(keyring.core, "_keyring_backend", ring)
-    monkeypatch.delenv("HEARTH_API_TOKEN", raising=False)
-    return ring
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from app.engine import preferences as prefs
 from app.engine import testmodels
 from app.ui import preferences as ui_prefs
 from app.ui.graph import controller as graph_controller
-from tests.fakehub import MemoryKeyring
 from tests.ui.chat_helpers import load_model, send
 
 N = 14
@@ -30,15 +29,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture
-def ring(monkeypatch):
-    """A keyring in memory (the API token goes there), never the user's real one."""
-    ring = MemoryKeyring()
-    monkeypatch.setattr(keyring.core, "_keyring_backend", ring)
-    monkeypatch.delenv("HEARTH_API_TOKEN", raising=False)
-    return ring
 
 
 @pytest.fixture
