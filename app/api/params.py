@@ -20,7 +20,7 @@ from app.api import schema as schema_mod
 from app.api.errors import bad_request
 from app.api.security import json_type
 from app.engine import settings as settings_mod
-from app.engine.protocol import ChatMessage
+from app.engine.protocol import ChatMessage, ends_with_reply
 from app.engine.rpc_probe import split_endpoints
 from app.engine.settings import LoadSettings, SamplingSettings
 
@@ -269,11 +269,6 @@ def _messages(value: Any, dialect: str) -> tuple[ChatMessage, ...]:
             )
         )
     return tuple(out)
-
-
-def ends_with_reply(messages: tuple[ChatMessage, ...]) -> bool:
-    """Whether the conversation ends with an assistant reply (no tool calls) to go on with."""
-    return bool(messages) and messages[-1].role == "assistant" and not messages[-1].extra_json
 
 
 def continue_final(body: dict[str, Any], messages: tuple[ChatMessage, ...]) -> bool:

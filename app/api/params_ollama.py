@@ -32,11 +32,10 @@ from app.api.params import (
     _tools,
     check_schema_and_tools,
     coerce,
-    ends_with_reply,
     set_api_load_option,
 )
 from app.api.security import json_type
-from app.engine.protocol import ChatMessage
+from app.engine.protocol import ChatMessage, ends_with_reply
 from app.engine.settings import LoadSettings, SamplingSettings
 
 log = logging.getLogger(__name__)

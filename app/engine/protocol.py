@@ -9,6 +9,7 @@ request can never be mistaken for the current one.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,11 @@ class ChatMessage:
     # More keys for the chat template, as JSON (the API's tool calls of an assistant turn,
     # a tool result's tool_call_id / name); "" for a plain message.
     extra_json: str = ""
+
+
+def ends_with_reply(messages: Sequence[ChatMessage]) -> bool:
+    """Whether a conversation ends with an assistant reply (no tool calls) to go on with."""
+    return bool(messages) and messages[-1].role == "assistant" and not messages[-1].extra_json
 
 
 @dataclass(frozen=True, slots=True)

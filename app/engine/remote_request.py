@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.engine.protocol import Generate
+from app.engine.protocol import Generate, ends_with_reply
 from app.engine.settings import SamplingSettings
 
 HERMES_OPEN, HERMES_CLOSE = "<tool_call>", "</tool_call>"  # as app.api.tools reads them
@@ -73,14 +73,10 @@ def request_body(cmd: Generate, flavour: str, model: str) -> tuple[str, dict[str
         return "/v1/completions", {**body, "prompt": cmd.prompt or ""}
     if tools:
         body["tools"] = tools
-    if cmd.continue_last and _ends_with_reply(messages):
+    if cmd.continue_last and ends_with_reply(cmd.messages):
         body["continue_final_message"] = True
         body["add_generation_prompt"] = False
     return "/v1/chat/completions", {**body, "messages": messages}
-
-
-def _ends_with_reply(messages: list[dict[str, Any]]) -> bool:
-    return bool(messages) and messages[-1]["role"] == "assistant"
 
 
 def _message(m, flavour: str) -> dict[str, Any]:
