@@ -128,6 +128,10 @@ def _measure(args, plan: tune.TunePlan, headroom: float) -> int:
 
 def _report(args, plan: tune.TunePlan, res: tune_result.TuneResult) -> int:
     rec = res.recommendation()
+    why = None if res.cancelled or args.json else _one_failure(res)
+    if why is not None:  # not a table repeating one sentence
+        print(f"error: {why}", file=sys.stderr)
+        return EXIT_FAIL
     if args.json:
         out = res.to_json()
         out["from_cache"] = res.from_cache
@@ -138,6 +142,16 @@ def _report(args, plan: tune.TunePlan, res: tune_result.TuneResult) -> int:
     if res.cancelled:
         return EXIT_CANCELLED
     return EXIT_OK if rec.combo is not None else EXIT_FAIL
+
+
+def _one_failure(res: tune_result.TuneResult) -> str | None:
+    """The reason when nothing was measured and every combination that ran failed for the
+    same one (the model, or a remote device, could not be loaded); else None."""
+    ran = [r for r in res.rows if r.status != "invalid"]
+    reasons = {r.reason for r in ran}
+    if ran and len(reasons) == 1 and all(r.status in ("failed", "crashed") for r in ran):
+        return reasons.pop()
+    return None
 
 
 RULE = (

@@ -209,6 +209,15 @@ def test_estimate_puts_the_layers_on_the_remote_device_by_its_free_memory(server
     assert f"Cannot connect to the RPC server at {dead}" in done.stdout + done.stderr
 
 
+def test_bench_with_a_dead_endpoint_says_so_once(rpc_built, bigram_model):
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
+    done = hearth("bench", str(bigram_model), "--ctx", "512", "-p", "32", "-n", "4", "--quick",
+                  "--rpc", dead)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count(f"Cannot connect to the RPC server at {dead}") == 1
+    assert "|" not in done.stdout  # no table of the same failure for every combination
+
+
 def test_bench_measures_with_the_remote_device_and_says_where_the_kv_cache_went(
     server, bigram_model
 ):
